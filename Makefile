@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Each installs what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint deps system-deps exporter clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+run: $(STAMP)
+	$(VENV)/bin/telltale serve --log-format console
+
+exporter: $(STAMP)
+	$(VENV)/bin/telltale exporter
+
+test: system-deps $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q
+
+bench: system-deps $(STAMP)
+	$(VENV)/bin/python -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and benchmarks start as real processes, when their binaries are missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/"$1" >/dev/null 2>&1; }
+have initdb || need+=(postgresql)
+have redis-server || need+=(redis-server)
+have promtool || need+=(prometheus)
+have prometheus-alertmanager || need+=(prometheus-alertmanager)
+have podman || need+=(podman)
+have wrk || need+=(wrk)
+have prometheus-postgres-exporter || need+=(prometheus-postgres-exporter)
+have prometheus-redis-exporter || need+=(prometheus-redis-exporter)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "telltale: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "telltale: installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
