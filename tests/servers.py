@@ -1,0 +1,234 @@
+"""Real servers for the tests: PostgreSQL and Redis started on free loopback ports in temp dirs.
+
+Each server can be stopped, frozen (SIGSTOP, a hung dependency) and brought back, so tests can
+break a dependency without touching the machine's own services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if not path:
+        raise RuntimeError(f"{name} not found: install Debian's postgresql (make test does)")
+    return path
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL cluster; trust auth; user `postgres`, password-less."""
+
+    port: int = field(default_factory=free_port)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-pg-")))
+    proc_pid: int | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def dsn_for(self, db: str, user: str = "postgres", password: str | None = None) -> str:
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{db}"
+
+    def init(self) -> PostgresServer:
+        os.chmod(self.root, 0o777)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        subprocess.run(
+            _as_postgres([pg_bin("initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
+                          "--no-sync", "-E", "UTF8"]),
+            check=True, capture_output=True,
+        )
+        with open(self.datadir / "postgresql.conf", "a") as f:
+            f.write(
+                "\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "shared_preload_libraries = 'pg_stat_statements'\nmax_connections = 50\n"
+            )
+        return self
+
+    def start(self) -> PostgresServer:
+        subprocess.run(
+            _as_postgres([pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", str(self.root / "log"), "-w",
+                          "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start"]),
+            check=True, capture_output=True,
+        )
+        wait_port(self.port)
+        self.proc_pid = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        return self
+
+    def stop(self) -> None:
+        if self.proc_pid is None:
+            return
+        self.resume()
+        subprocess.run(
+            _as_postgres([pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+        )
+        self.proc_pid = None
+
+    def _all_pids(self) -> list[int]:
+        """The postmaster and its children: SIGSTOP on all of them is a truly hung server."""
+        assert self.proc_pid is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc_pid)], capture_output=True, text=True).stdout
+        return [self.proc_pid, *(int(p) for p in out.split())]
+
+    def freeze(self) -> None:
+        for pid in self._all_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc_pid is None:
+            return
+        for pid in self._all_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        out = subprocess.run(
+            [pg_bin("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql],
+            check=True, capture_output=True, text=True,
+        )
+        return out.stdout.strip()
+
+    def psql_file(self, path: str | Path, db: str = "postgres") -> None:
+        subprocess.run(
+            [pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
+             "-U", "postgres", "-d", db, "-f", str(path)],
+            check=True, capture_output=True, text=True,
+        )
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class RedisServer:
+    """A throwaway redis-server that keeps nothing on disk."""
+
+    port: int = field(default_factory=free_port)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-redis-")))
+    proc: subprocess.Popen | None = None
+    extra: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.root), *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.resume()
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def freeze(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], check=True, capture_output=True, text=True
+        )
+        return out.stdout.strip()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class PodmanService:
+    """`podman system service` on a unix socket: the Docker Engine API, for the Docker check."""
+
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-podman-")))
+    proc: subprocess.Popen | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.root / "podman.sock")
+
+    def start(self) -> PodmanService:
+        self.proc = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.socket_path):
+            if time.monotonic() > deadline:
+                raise TimeoutError("podman system service did not create its socket")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
