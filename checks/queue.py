@@ -1,0 +1,119 @@
+"""Job queues: depth per queue (Laravel/Celery Redis lists, RQ, Laravel's SQL `jobs` table) and workers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from checks.base import Check, Observation, Status, grade, worst
+from config.settings import QueueSpec
+
+
+async def redis_queue_state(client: aioredis.Redis, spec: QueueSpec, now: float) -> dict[str, Any]:
+    """Depth, failed jobs and live workers of a Redis-backed queue, read in one round trip."""
+    key = spec.redis_key()
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(key)
+    if spec.backend == "rq":
+        pipe.zcard(f"rq:registry:failed:{spec.name}")
+        pipe.smembers(f"rq:workers:{spec.name}")
+    if spec.heartbeat_key:
+        pipe.get(spec.heartbeat_key)
+    replies = await pipe.execute()
+    state: dict[str, Any] = {"depth": int(replies[0])}
+    i = 1
+    if spec.backend == "rq":
+        state["failed"] = int(replies[1])
+        workers = sorted(replies[2])
+        i = 3
+        if workers:
+            # An RQ worker is alive while its hash exists and its last_heartbeat is recent.
+            pipe = client.pipeline(transaction=False)
+            for w in workers:
+                pipe.hget(w if w.startswith("rq:worker:") else f"rq:worker:{w}", "last_heartbeat")
+            beats = await pipe.execute()
+            state["workers"] = sum(1 for b in beats if b and _fresh(b, now, spec.heartbeat_max_age_seconds))
+        else:
+            state["workers"] = 0
+    if spec.heartbeat_key:
+        beat = replies[i]
+        age = now - _parse_ts(beat) if beat else None
+        state["heartbeat_age_seconds"] = round(age, 3) if age is not None else None
+        state["workers"] = state.get("workers", 0) + (1 if age is not None and age <= spec.heartbeat_max_age_seconds else 0)
+    return state
+
+
+def _parse_ts(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        from datetime import datetime
+
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _fresh(value: str, now: float, max_age: float) -> bool:
+    try:
+        return now - _parse_ts(value) <= max_age
+    except ValueError:
+        return False
+
+
+class QueueCheck(Check):
+    component = "queue"
+
+    def __init__(self, name: str, specs: list[QueueSpec], *, client: aioredis.Redis | None,
+                 pg_check: Any | None = None, depth_degraded: int = 1000, depth_unhealthy: int = 10000,
+                 **kw) -> None:
+        super().__init__(name, **kw)
+        self.specs = specs
+        self.client = client
+        self.pg_check = pg_check  # a PostgresCheck whose pool serves SQL queues
+        self.depth_degraded, self.depth_unhealthy = depth_degraded, depth_unhealthy
+
+    async def _sql_state(self, spec: QueueSpec) -> dict[str, Any]:
+        pool = await self.pg_check._get_pool()  # noqa: SLF001 - shared pool, same process
+        table, failed = _ident(spec.table), _ident(spec.failed_table)
+        row = await pool.fetchrow(
+            f"select (select count(*) from {table} where queue = $1 and reserved_at is null) as depth,"
+            f" (select min(available_at) from {table} where queue = $1 and reserved_at is null) as oldest,"
+            f" (select count(*) from {failed} where queue = $1) as failed",
+            spec.name,
+        )
+        state: dict[str, Any] = {"depth": row["depth"], "failed": row["failed"]}
+        if row["oldest"] is not None:
+            state["oldest_job_age_seconds"] = max(0.0, time.time() - float(row["oldest"]))
+        return state
+
+    async def probe(self) -> Observation:
+        now = time.time()
+        queues: dict[str, Any] = {}
+        statuses: list[Status] = []
+        problems: list[str] = []
+        for spec in self.specs:
+            if spec.backend == "sql":
+                state = await self._sql_state(spec)
+            else:
+                assert self.client is not None
+                state = await redis_queue_state(self.client, spec, now)
+            queues[spec.name] = state
+            degraded = spec.depth_degraded if spec.depth_degraded is not None else self.depth_degraded
+            unhealthy = spec.depth_unhealthy if spec.depth_unhealthy is not None else self.depth_unhealthy
+            status = grade(state["depth"], degraded + 1, unhealthy + 1)  # "over 1000" is degraded
+            if status is not Status.HEALTHY:
+                problems.append(f"{spec.name} depth {state['depth']}")
+            if spec.require_workers and state.get("workers", 0) == 0:
+                status = Status.UNHEALTHY
+                problems.append(f"{spec.name} has no live worker")
+            statuses.append(status)
+        status = worst(statuses)
+        msg = "; ".join(problems) if problems else ", ".join(f"{n}: {q['depth']}" for n, q in queues.items())
+        return Observation(status, msg, {"queues": queues})
+
+
+def _ident(name: str) -> str:
+    """Quote a configured table name (schema.table allowed); never interpolate raw input."""
+    parts = name.split(".")
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)

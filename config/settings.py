@@ -1,0 +1,272 @@
+"""Telltale's settings: environment (`TELLTALE_*`) over an optional YAML file (`TELLTALE_CONFIG`).
+
+Invalid settings never reach a running process: `load_settings` raises `SettingsError` whose text is
+one line naming the setting and the problem, and the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PostgresDsn,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+from checks.redact import redact
+
+ENV_PREFIX = "TELLTALE_"
+CONFIG_ENV = "TELLTALE_CONFIG"
+NAME_PATTERN = r"^[a-z][a-z0-9_\-]{0,62}$"
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+Ratio = Annotated[float, Field(ge=0, le=1)]
+
+
+class SettingsError(Exception):
+    """A one-line description of invalid settings (never contains a secret)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueSpec(_Strict):
+    """A job queue to watch. `key` defaults to the backend's own naming for `name`."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    backend: Literal["redis_list", "laravel", "celery", "rq", "sql"] = "laravel"
+    key: str | None = None
+    table: str = "jobs"
+    failed_table: str = "failed_jobs"
+    heartbeat_key: str | None = None
+    heartbeat_max_age_seconds: PositiveSeconds = 120
+    require_workers: bool = False
+    depth_degraded: Annotated[int, Field(ge=0)] | None = None
+    depth_unhealthy: Annotated[int, Field(ge=0)] | None = None
+
+    def redis_key(self) -> str:
+        if self.key:
+            return self.key
+        return {"laravel": f"queues:{self.name}", "rq": f"rq:queue:{self.name}"}.get(self.backend, self.name)
+
+
+class HttpDependency(_Strict):
+    """An HTTP API the platform depends on (cloud provider, payment gateway...)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    url: AnyUrl
+    method: Literal["GET", "HEAD"] = "GET"
+    expected_status: list[int] = Field(default_factory=lambda: [200, 204])
+    degraded_seconds: PositiveSeconds = 1.0
+    timeout_seconds: PositiveSeconds | None = None
+    critical: bool = False
+
+
+class TlsHost(_Strict):
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 443
+    server_name: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything Telltale reads, with defaults that run with no external service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False, validate_default=True
+    )
+
+    # service
+    environment: str = "development"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # tokens (compared in constant time; never printed)
+    health_token: SecretStr | None = None
+    metrics_token: SecretStr | None = None
+    ingest_token: SecretStr | None = None
+    alert_webhook_token: SecretStr | None = None
+
+    # dependencies: each check turns on when its setting is given
+    database_url: PostgresDsn | None = None
+    redis_url: RedisDsn | None = None
+    queues: list[QueueSpec] = Field(default_factory=list)
+    disk_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["/"])
+    terraform_binary: str | None = None
+    docker_socket: str | None = None
+    websocket_url: AnyUrl | None = None
+    http_dependencies: list[HttpDependency] = Field(default_factory=list)
+    tls_hosts: list[TlsHost] = Field(default_factory=list)
+    tls_ca_file: str | None = None
+    scheduler_heartbeat_key: str | None = None
+
+    # thresholds (the seeds' numbers)
+    postgres_degraded_seconds: PositiveSeconds = 1.0
+    postgres_connections_degraded_ratio: Ratio = 0.8
+    postgres_connections_unhealthy_ratio: Ratio = 0.95
+    redis_degraded_seconds: PositiveSeconds = 0.1
+    redis_memory_degraded_ratio: Ratio = 0.8
+    redis_memory_unhealthy_ratio: Ratio = 0.95
+    queue_depth_degraded: Annotated[int, Field(ge=0)] = 1000
+    queue_depth_unhealthy: Annotated[int, Field(ge=0)] = 10000
+    disk_degraded_ratio: Ratio = 0.8
+    disk_unhealthy_ratio: Ratio = 0.9
+    memory_degraded_ratio: Ratio = 0.9
+    memory_unhealthy_ratio: Ratio = 0.97
+    cpu_load_degraded_per_core: Annotated[float, Field(gt=0)] = 2.0
+    cpu_load_unhealthy_per_core: Annotated[float, Field(gt=0)] = 4.0
+    event_loop_lag_degraded_seconds: PositiveSeconds = 0.1
+    event_loop_lag_unhealthy_seconds: PositiveSeconds = 1.0
+    tls_degraded_days: Annotated[float, Field(ge=0)] = 14
+    tls_unhealthy_days: Annotated[float, Field(ge=0)] = 3
+    scheduler_max_age_seconds: PositiveSeconds = 120
+    terraform_cache_seconds: PositiveSeconds = 300
+
+    # the probe engine
+    check_timeout_seconds: PositiveSeconds = 1.0
+    check_timeouts: dict[str, PositiveSeconds] = Field(default_factory=dict)
+    health_deadline_seconds: PositiveSeconds = 2.0
+    cache_ttl_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = 1
+    success_threshold: Annotated[int, Field(ge=1, le=100)] = 1
+    background_interval_seconds: PositiveSeconds | None = None
+    drain_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
+
+    @field_validator("disk_paths", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return yaml.safe_load(value)
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("disk_paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not os.path.isabs(path):
+                raise ValueError(f"{path!r} is not an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.disk_degraded_ratio > self.disk_unhealthy_ratio:
+            raise ValueError("disk_degraded_ratio must not exceed disk_unhealthy_ratio")
+        if self.tls_unhealthy_days > self.tls_degraded_days:
+            raise ValueError("tls_unhealthy_days must not exceed tls_degraded_days")
+        names = [d.name for d in self.http_dependencies] + [q.name for q in self.queues]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"duplicate names in http_dependencies/queues: {', '.join(sorted(dupes))}")
+        needs_redis = [q.name for q in self.queues if q.backend != "sql"]
+        if needs_redis and self.redis_url is None:
+            raise ValueError(f"queues {', '.join(needs_redis)} need redis_url")
+        if any(q.backend == "sql" for q in self.queues) and self.database_url is None:
+            raise ValueError("sql queues need database_url")
+        if self.scheduler_heartbeat_key and self.redis_url is None:
+            raise ValueError("scheduler_heartbeat_key needs redis_url")
+        return self
+
+    def timeout_for(self, check: str) -> float:
+        return self.check_timeouts.get(check, self.check_timeout_seconds)
+
+    def secrets(self) -> list[str]:
+        """Every secret value this configuration holds, for redaction."""
+        out = [s.get_secret_value() for s in (self.health_token, self.metrics_token, self.ingest_token,
+                                               self.alert_webhook_token) if s]
+        for url in (self.database_url, self.redis_url):
+            if url is not None and getattr(url, "hosts", None):
+                for h in url.hosts():
+                    if h.get("password"):
+                        out.append(h["password"])
+            elif url is not None and getattr(url, "password", None):
+                out.append(url.password)
+        return [s for s in out if s]
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, every secret replaced by `***`."""
+        data = self.model_dump(mode="json")
+        for key in ("health_token", "metrics_token", "ingest_token", "alert_webhook_token"):
+            if data.get(key):
+                data[key] = "***"
+        return _redact_tree(data, self.secrets())
+
+
+def _redact_tree(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v, secrets) for v in value]
+    if isinstance(value, str):
+        return redact(value, secrets)
+    return value
+
+
+def read_yaml_settings(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(f"{CONFIG_ENV}: cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SettingsError(f"{CONFIG_ENV}: {path} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{CONFIG_ENV}: {path} must hold a mapping of setting names to values")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error.get("loc", ())]
+    head = loc[0] if loc else "settings"
+    name = ENV_PREFIX + head.upper() if loc else head
+    rest = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+    msg = error.get("msg", "invalid")
+    if error.get("type") == "extra_forbidden":
+        msg = "unknown setting"
+    msg = re.sub(r"^Value error, ", "", msg)
+    return f"{name}{rest}: {msg}"
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Read and validate settings once: CLI overrides > environment > YAML file.
+
+    Raises SettingsError with one line on any problem.
+    """
+    path = config_file or os.environ.get(CONFIG_ENV)
+    values: dict[str, Any] = {}
+    if path:
+        for key, value in read_yaml_settings(path).items():
+            if f"{ENV_PREFIX}{key.upper()}" not in {k.upper() for k in os.environ}:
+                values[key] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        first = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SettingsError(redact(first + more)) from None
+    except _SourceError as exc:
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = ENV_PREFIX + field.group(1).upper() if field else "settings"
+        raise SettingsError(f"{name}: not valid JSON") from None
