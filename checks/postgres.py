@@ -43,7 +43,7 @@ class PostgresCheck(Check):
         try:
             row = await pool.fetchrow(_QUERY)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-            pool.expire_connections()  # next probe starts from a fresh connection
+            await pool.expire_connections()  # next probe starts from a fresh connection
             raise
         latency = time.perf_counter() - started
         ratio = row["connections"] / row["max_connections"] if row["max_connections"] else 0.0

@@ -74,7 +74,7 @@ class QueueCheck(Check):
         self.depth_degraded, self.depth_unhealthy = depth_degraded, depth_unhealthy
 
     async def _sql_state(self, spec: QueueSpec) -> dict[str, Any]:
-        pool = await self.pg_check._get_pool()  # noqa: SLF001 - shared pool, same process
+        pool = await self.pg_check._get_pool()
         table, failed = _ident(spec.table), _ident(spec.failed_table)
         row = await pool.fetchrow(
             f"select (select count(*) from {table} where queue = $1 and reserved_at is null) as depth,"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from checks.base import Check, Observation, Result, Status, worst
+from checks.base import Check, Observation, Result, Status
 from checks.redact import redact
 
 log = logging.getLogger("telltale.checks")

@@ -1,0 +1,3 @@
+"""Telltale's HTTP service."""
+
+__version__ = "0.1.0"
