@@ -43,6 +43,12 @@ def aggregate(results: Iterable[Result]) -> Status:
     return status
 
 
+def _consume(task: asyncio.Future) -> None:
+    """Retrieve an abandoned probe's outcome so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _State:
     __slots__ = ("expires", "failures", "inflight", "reported", "result", "successes")
 
@@ -127,16 +133,23 @@ class CheckRunner:
         started_wall = time.time()
         started = time.perf_counter()
         error: str | None = None
+        task = asyncio.ensure_future(self._call(check))
         try:
-            async with asyncio.timeout(budget):
-                if self._wrap is not None:
-                    async with self._wrap(check):
-                        obs = await check.probe()
-                else:
-                    obs = await check.probe()
+            # Wait, don't await: a driver that cleans up slowly after cancellation (asyncpg sending a
+            # cancel request to a frozen server) must not stretch the answer past the budget.
+            done, _ = await asyncio.wait({task}, timeout=budget)
+            if not done:
+                task.cancel()
+                task.add_done_callback(_consume)
+                raise TimeoutError
+            obs = task.result()
         except TimeoutError:
             obs = Observation(Status.UNHEALTHY, f"timed out after {budget:g}s")
             error = obs.message
+        except asyncio.CancelledError:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise
         except Exception as exc:  # a probe's failure is a result, never an endpoint error
             error = redact(f"{type(exc).__name__}: {exc}".strip(), self._secrets)[:500]
             obs = Observation(Status.UNHEALTHY, f"{check.component} check failed", {})
@@ -147,6 +160,12 @@ class CheckRunner:
             latency_seconds=latency, checked_at=started_wall, critical=check.critical, tags=check.tags,
             observed=obs.observed, error=error,
         )
+
+    async def _call(self, check: Check) -> Observation:
+        if self._wrap is None:
+            return await check.probe()
+        async with self._wrap(check):
+            return await check.probe()
 
     @staticmethod
     def _apply_thresholds(check: Check, state: _State, result: Result) -> Result:
