@@ -133,3 +133,7 @@ def _exporter(settings: Settings, host: str | None, port: int | None) -> int:
     except SettingsError as exc:
         return _fail(str(exc))
     return 0
+
+
+if __name__ == "__main__":
+    main()

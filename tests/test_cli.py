@@ -1,0 +1,91 @@
+"""The `telltale` command as a user runs it: exit codes, one-line errors, redacted config, drain."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.servers import RedisServer, free_port, wait_port
+
+TELLTALE = [sys.executable, "-m", "app.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
+    return subprocess.run([*TELLTALE, *args], env={**clean, **(env or {})}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_check_exit_codes(own_redis: RedisServer) -> None:
+    ok = run("check", "--json", env={"TELLTALE_REDIS_URL": own_redis.url, "TELLTALE_CPU_LOAD_DEGRADED_PER_CORE": "100",
+                                      "TELLTALE_CPU_LOAD_UNHEALTHY_PER_CORE": "200"})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["checks"]["redis"]["status"] == "healthy"
+    degraded = run("check", env={"TELLTALE_DISK_DEGRADED_RATIO": "0", "TELLTALE_DISK_UNHEALTHY_RATIO": "1"})
+    assert degraded.returncode == 1
+    assert "overall: degraded" in degraded.stdout and "disk" in degraded.stdout
+    own_redis.stop()
+    down = run("check", env={"TELLTALE_REDIS_URL": own_redis.url})
+    assert down.returncode == 2
+    assert "overall: unhealthy" in down.stdout
+
+
+def test_invalid_settings_exit_2_with_one_line() -> None:
+    r = run("serve", env={"TELLTALE_DATABASE_URL": "mysql://u:topsecret@x/y"})
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("telltale: TELLTALE_DATABASE_URL:")
+    assert "Traceback" not in r.stderr and "topsecret" not in r.stderr
+    assert run("check", env={"TELLTALE_CHECK_TIMEOUT_SECONDS": "-2"}).returncode == 2
+
+
+def test_config_prints_effective_settings_redacted() -> None:
+    r = run("config", env={"TELLTALE_DATABASE_URL": "postgresql://app:topsecret@db/x",
+                           "TELLTALE_HEALTH_TOKEN": "tok-abcdef", "TELLTALE_ENVIRONMENT": "prod"})
+    assert r.returncode == 0
+    assert "environment: prod" in r.stdout
+    assert "topsecret" not in r.stdout and "tok-abcdef" not in r.stdout
+    assert "postgresql://app:***@db/x" in r.stdout and "health_token: '***'" in r.stdout
+
+
+def test_config_check_validates_a_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.yml"
+    good.write_text("environment: staging\nqueue_depth_degraded: 500\n")
+    assert run("config", "--check", str(good)).returncode == 0
+    bad = tmp_path / "bad.yml"
+    bad.write_text("queue_depth_degraded: -5\n")
+    r = run("config", "--check", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.strip() == "telltale: TELLTALE_QUEUE_DEPTH_DEGRADED: Input should be greater than or equal to 0"
+
+
+def test_serve_drains_on_sigterm() -> None:
+    """SIGTERM turns readiness 503 for the drain period while liveness and the socket stay up."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
+    proc = subprocess.Popen([*TELLTALE, "serve", "--port", str(port)], env={**clean, "TELLTALE_DRAIN_SECONDS": "1.5"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_port(port)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/health/ready").status_code == 200
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = httpx.get(f"{base}/health/ready")
+        assert ready.status_code == 503 and ready.json()["reason"] == "draining"
+        assert httpx.get(f"{base}/health/live").status_code == 200
+        proc.wait(10)
+        assert time.monotonic() - sent >= 1.4
+        assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert any(line["message"] == "SIGTERM: draining" for line in lines)
