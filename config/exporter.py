@@ -1,0 +1,70 @@
+"""The exporter sidecar's own settings (`TELLTALE_EXPORTER_*`), beside the shared `Settings`.
+
+`load_exporter_settings` raises `config.settings.SettingsError` with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+from config.settings import SettingsError
+
+EXPORTER_ENV_PREFIX = "TELLTALE_EXPORTER_"
+DEFAULT_QUERIES_FILE = str(Path(__file__).resolve().parent.parent / "exporter" / "queries.yml")
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+
+
+class ExporterSettings(BaseSettings):
+    """Where the exporter listens and how long it may spend per scrape."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=EXPORTER_ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False,
+        validate_default=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 9465
+    # Below Prometheus's scrape_timeout (10 s by default) so a hung target never fails the scrape.
+    collector_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # Expensive readings (terraform version, database sizes) are refreshed this often, in the background.
+    refresh_interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    queries_file: str | None = DEFAULT_QUERIES_FILE
+    pg_stat_statements_top: Annotated[int, Field(ge=0, le=100)] = 10
+    terraform_deployments_table: Annotated[str, Field(pattern=_IDENT)] | None = "terraform_deployments"
+    pool_max_size: Annotated[int, Field(ge=1, le=20)] = 4
+    log_level: str = "info"
+
+    @field_validator("queries_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+
+def load_exporter_settings(**overrides: Any) -> ExporterSettings:
+    """Environment plus explicit overrides (CLI flags); one-line SettingsError on a bad value."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ExporterSettings(**values)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        err = errors[0]
+        loc = [str(p) for p in err.get("loc", ())]
+        name = EXPORTER_ENV_PREFIX + loc[0].upper() if loc else "exporter settings"
+        msg = "unknown setting" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+        msg = msg.removeprefix("Value error, ").replace("\n", " ")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SettingsError(f"{name}: {msg}{more}") from None
+    except _SourceError:
+        raise SettingsError("TELLTALE_EXPORTER_*: cannot parse the environment") from None

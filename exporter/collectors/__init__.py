@@ -1,0 +1,1 @@
+"""Collectors: plain classes whose async `collect()` returns metric families, built fresh per scrape."""

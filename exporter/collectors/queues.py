@@ -1,0 +1,110 @@
+"""Job queues: depth, oldest waiting job, failed jobs and live workers for each configured queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from checks.queue import _parse_ts, redis_queue_state
+from config.settings import QueueSpec
+from exporter.collectors.base import Collector, PgPool, ident
+
+log = logging.getLogger("telltale.exporter")
+
+
+class QueueCollector(Collector):
+    name = "queues"
+
+    def __init__(self, specs: list[QueueSpec], *, client: aioredis.Redis | None, pg: PgPool | None) -> None:
+        self.specs, self.client, self.pg = specs, client, pg
+        self._failed_table_broken: set[str] = set()
+
+    async def _redis_state(self, spec: QueueSpec, now: float) -> dict[str, Any]:
+        assert self.client is not None
+        state = await redis_queue_state(self.client, spec, now)
+        state["oldest"] = await self._oldest_redis(spec, now)
+        if spec.backend == "laravel" and self.pg is not None:
+            # Laravel records failed jobs in its database whatever the queue driver.
+            state["failed"] = await self._laravel_failed(spec)
+        return state
+
+    async def _oldest_redis(self, spec: QueueSpec, now: float) -> float | None:
+        """Age of the head of the list where the job says when it was queued (RQ, Laravel >= 11)."""
+        assert self.client is not None
+        head = await self.client.lindex(spec.redis_key(), 0)
+        if head is None:
+            return None
+        try:
+            if spec.backend == "rq":
+                enqueued = await self.client.hget(f"rq:job:{head}", "enqueued_at")
+                return max(0.0, now - _parse_ts(enqueued)) if enqueued else None
+            payload = json.loads(head)
+            for key in ("pushedAt", "createdAt", "created_at"):
+                if isinstance(payload, dict) and payload.get(key) is not None:
+                    return max(0.0, now - _parse_ts(str(payload[key])))
+        except (ValueError, TypeError):
+            return None
+        return None
+
+    async def _laravel_failed(self, spec: QueueSpec) -> int | None:
+        if spec.failed_table in self._failed_table_broken:
+            return None
+        assert self.pg is not None
+        try:
+            rows = await self.pg.fetch(f"select count(*) as n from {ident(spec.failed_table)} where queue = $1",
+                                       spec.name)
+        except Exception as exc:
+            self._failed_table_broken.add(spec.failed_table)
+            log.warning("exporter queues: cannot count %s for %s: %s", spec.failed_table, spec.name, exc)
+            return None
+        return rows[0]["n"]
+
+    async def _sql_state(self, spec: QueueSpec, now: float) -> dict[str, Any]:
+        assert self.pg is not None
+        table, failed = ident(spec.table), ident(spec.failed_table)
+        rows = await self.pg.fetch(
+            f"select (select count(*) from {table} where queue = $1 and reserved_at is null) as depth,"
+            f" (select min(available_at) from {table} where queue = $1 and reserved_at is null"
+            f"   and available_at <= $2) as oldest,"
+            f" (select count(*) from {failed} where queue = $1) as failed",
+            spec.name, int(now),
+        )
+        row = rows[0]
+        state: dict[str, Any] = {"depth": row["depth"], "failed": row["failed"], "oldest": None}
+        if row["oldest"] is not None:
+            state["oldest"] = max(0.0, now - float(row["oldest"]))
+        if spec.heartbeat_key and self.client is not None:
+            beat = await self.client.get(spec.heartbeat_key)
+            age = now - _parse_ts(beat) if beat else None
+            state["workers"] = 1 if age is not None and age <= spec.heartbeat_max_age_seconds else 0
+        return state
+
+    async def collect(self) -> list[Metric]:
+        now = time.time()
+        states = await asyncio.gather(*(
+            self._sql_state(s, now) if s.backend == "sql" else self._redis_state(s, now) for s in self.specs
+        ))
+        labels = ["queue", "backend"]
+        depth = GaugeMetricFamily("telltale_queue_depth", "Jobs waiting.", labels=labels)
+        oldest = GaugeMetricFamily("telltale_queue_oldest_job_age_seconds", "Age of the oldest waiting job.",
+                                   labels=labels)
+        failed = GaugeMetricFamily("telltale_queue_failed_jobs", "Failed jobs.", labels=labels)
+        workers = GaugeMetricFamily("telltale_queue_workers", "Live workers.", labels=labels)
+        for spec, st in zip(self.specs, states, strict=True):
+            key = [spec.name, spec.backend]
+            depth.add_metric(key, st["depth"])
+            if st.get("oldest") is not None:
+                oldest.add_metric(key, st["oldest"])
+            elif st["depth"] == 0:
+                oldest.add_metric(key, 0.0)
+            if st.get("failed") is not None:
+                failed.add_metric(key, st["failed"])
+            if st.get("workers") is not None:
+                workers.add_metric(key, st["workers"])
+        return [depth, oldest, failed, workers]

@@ -1,0 +1,222 @@
+"""`telltale exporter`: serves `/metrics` and `/health`; every scrape runs the collectors concurrently.
+
+Each collector runs under its own timeout (below Prometheus's scrape timeout). A failing or slow one
+reports only `telltale_exporter_collector_success 0` and its duration (plus `..._up 0` for its target);
+the scrape itself always succeeds. Concurrent scrapes share one collection (single flight).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from checks.redact import redact
+from config.exporter import ExporterSettings, load_exporter_settings
+from config.settings import Settings, SettingsError, load_settings
+from exporter.collectors.base import Collector, PgPool
+from exporter.collectors.disk import DiskCollector
+from exporter.collectors.docker import DockerCollector
+from exporter.collectors.postgres import PostgresCollector
+from exporter.collectors.queues import QueueCollector
+from exporter.collectors.redis import RedisCollector
+from exporter.collectors.sql import SqlCollector, load_queries
+from exporter.collectors.terraform import TerraformCollector
+
+log = logging.getLogger("telltale.exporter")
+RENDER_IN_THREAD_SAMPLES = 5000
+
+
+class _Families:
+    """The per-scrape "registry" that generate_latest renders: a fixed list of families."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+class Exporter:
+    """The collectors, their shared connections, and the scrape scheduler."""
+
+    def __init__(self, settings: Settings, xs: ExporterSettings) -> None:
+        self.settings, self.xs = settings, xs
+        self.timeout = xs.collector_timeout_seconds
+        self._secrets = settings.secrets()
+        queries = load_queries(xs.queries_file) if xs.queries_file and settings.database_url else []
+        self.pg = (PgPool(str(settings.database_url), self.timeout, xs.pool_max_size)
+                   if settings.database_url else None)
+        self.redis = (aioredis.Redis.from_url(
+            str(settings.redis_url), socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+            decode_responses=True, max_connections=8, health_check_interval=30,
+        ) if settings.redis_url else None)
+        cs: list[Collector] = []
+        if self.pg is not None:
+            cs.append(PostgresCollector(self.pg, refresh_interval=xs.refresh_interval_seconds,
+                                        statements_top=xs.pg_stat_statements_top))
+        if self.redis is not None:
+            cs.append(RedisCollector(self.redis))
+        if settings.queues:
+            cs.append(QueueCollector(list(settings.queues), client=self.redis, pg=self.pg))
+        if settings.disk_paths:
+            cs.append(DiskCollector(list(settings.disk_paths)))
+        if settings.terraform_binary or (self.pg is not None and xs.terraform_deployments_table):
+            cs.append(TerraformCollector(
+                binary=settings.terraform_binary, pg=self.pg, table=xs.terraform_deployments_table,
+                refresh_interval=xs.refresh_interval_seconds, timeout=self.timeout))
+        if settings.docker_socket:
+            cs.append(DockerCollector(settings.docker_socket, self.timeout))
+        if queries and self.pg is not None:
+            cs.append(SqlCollector(queries, self.pg, self.timeout))
+        self.collectors = cs
+        self.last_success: dict[str, bool] = {}
+        self._inflight: asyncio.Future[bytes] | None = None
+
+    async def _run(self, c: Collector) -> tuple[list[Metric], bool, float]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                families = await c.collect()
+            ok = True
+        except TimeoutError:
+            families, ok = c.down(), False
+            if self.last_success.get(c.name, True):
+                log.warning("exporter collector %s timed out after %.1fs", c.name, self.timeout)
+        except Exception as exc:
+            families, ok = c.down(), False
+            if self.last_success.get(c.name, True):
+                text = redact(f"{type(exc).__name__}: {exc}".splitlines()[0], self._secrets)[:300]
+                log.warning("exporter collector %s failed: %s", c.name, text)
+        if ok and not self.last_success.get(c.name, True):
+            log.info("exporter collector %s recovered", c.name)
+        self.last_success[c.name] = ok
+        return families, ok, time.perf_counter() - started
+
+    async def collect(self) -> list[Metric]:
+        results = await asyncio.gather(*(self._run(c) for c in self.collectors))
+        success = GaugeMetricFamily("telltale_exporter_collector_success",
+                                    "1 when the collector's last run succeeded within its timeout.",
+                                    labels=["collector"])
+        duration = GaugeMetricFamily("telltale_exporter_collector_duration_seconds", "How long the collector took.",
+                                     labels=["collector"])
+        out: list[Metric] = []
+        for c, (families, ok, took) in zip(self.collectors, results, strict=True):
+            out.extend(families)
+            success.add_metric([c.name], 1 if ok else 0)
+            duration.add_metric([c.name], took)
+        return [*out, success, duration]
+
+    async def _scrape(self) -> bytes:
+        families = await self.collect()
+        samples = sum(len(f.samples) for f in families)
+        if samples > RENDER_IN_THREAD_SAMPLES:
+            return await asyncio.to_thread(generate_latest, _Families(families))
+        return generate_latest(_Families(families))  # type: ignore[arg-type]
+
+    async def scrape(self) -> bytes:
+        """The exposition text; scrapes arriving while one runs share its result."""
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight = fut
+        try:
+            body = await self._scrape()
+            fut.set_result(body)
+            return body
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._inflight = None
+
+    async def aclose(self) -> None:
+        for c in self.collectors:
+            await c.aclose()
+        if self.pg is not None:
+            await self.pg.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+class ExporterApp:
+    """A minimal ASGI app: `/metrics`, `/health`, and lifespan closing the connections."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.exporter.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if method not in ("GET", "HEAD"):
+            await _respond(send, 405, b"method not allowed\n", "text/plain; charset=utf-8")
+        elif path == "/metrics":
+            await _respond(send, 200, await self.exporter.scrape(), CONTENT_TYPE_LATEST, method == "HEAD")
+        elif path == "/health":
+            body = json.dumps({"status": "ok", "collectors": self.exporter.last_success}).encode()
+            await _respond(send, 200, body, "application/json", method == "HEAD")
+        elif path == "/":
+            await _respond(send, 200, b"telltale exporter: /metrics /health\n", "text/plain; charset=utf-8")
+        else:
+            await _respond(send, 404, b"not found\n", "text/plain; charset=utf-8")
+
+    async def aclose(self) -> None:
+        await self.exporter.aclose()
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: str, head: bool = False) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def create_exporter(settings: Settings, exporter_settings: ExporterSettings) -> ExporterApp:
+    """The ASGI app (for tests and embedding); raises SettingsError when the queries file is invalid."""
+    return ExporterApp(Exporter(settings, exporter_settings))
+
+
+def run_exporter(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Load the exporter's settings (SettingsError on bad input) and serve until interrupted."""
+    import uvicorn
+
+    xs = load_exporter_settings(host=host, port=port)
+    app = create_exporter(settings, xs)
+    logging.basicConfig(level=xs.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.info("telltale exporter on http://%s:%d/metrics with collectors %s", xs.host, xs.port,
+             ", ".join(c.name for c in app.exporter.collectors))
+    uvicorn.run(app, host=xs.host, port=xs.port, log_level="warning", access_log=False, lifespan="on",
+                loop="auto", http="auto")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """`python -m exporter`: the CLI contract of `telltale exporter`, for running without app.cli."""
+    parser = argparse.ArgumentParser(prog="telltale exporter")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+    try:
+        run_exporter(load_settings(), args.host, args.port)
+    except SettingsError as exc:
+        print(f"telltale exporter: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
