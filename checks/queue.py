@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,7 +19,7 @@ async def redis_queue_state(client: aioredis.Redis, spec: QueueSpec, now: float)
     pipe = client.pipeline(transaction=False)
     pipe.llen(key)
     if spec.backend == "rq":
-        pipe.zcard(f"rq:registry:failed:{spec.name}")
+        pipe.zcard(f"rq:failed:{spec.name}")  # RQ's FailedJobRegistry
         pipe.smembers(f"rq:workers:{spec.name}")
     if spec.heartbeat_key:
         pipe.get(spec.heartbeat_key)
@@ -38,20 +40,38 @@ async def redis_queue_state(client: aioredis.Redis, spec: QueueSpec, now: float)
         else:
             state["workers"] = 0
     if spec.heartbeat_key:
-        beat = replies[i]
-        age = now - _parse_ts(beat) if beat else None
-        state["heartbeat_age_seconds"] = round(age, 3) if age is not None else None
-        state["workers"] = state.get("workers", 0) + (1 if age is not None and age <= spec.heartbeat_max_age_seconds else 0)
+        _add_heartbeat(state, spec, replies[i], now)
     return state
 
 
-def _parse_ts(value: str) -> float:
+def _add_heartbeat(state: dict[str, Any], spec: QueueSpec, beat: str | None, now: float) -> None:
+    """Count the worker heartbeat at `spec.heartbeat_key` as one live worker while it is fresh."""
     try:
-        return float(value)
-    except ValueError:
-        from datetime import datetime
+        age: float | None = max(0.0, now - _parse_ts(beat)) if beat else None
+    except ValueError:  # garbage in the key is a dead worker, not a failed probe
+        age = None
+    state["heartbeat_age_seconds"] = round(age, 3) if age is not None else None
+    alive = age is not None and age <= spec.heartbeat_max_age_seconds
+    state["workers"] = state.get("workers", 0) + (1 if alive else 0)
 
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+def _parse_ts(value: str) -> float:
+    """Seconds since the epoch from a Unix timestamp (seconds or milliseconds) or an ISO 8601 time.
+
+    A naive ISO time is UTC (RQ and most schedulers write UTC). Raises ValueError otherwise.
+    """
+    try:
+        ts = float(value)
+    except ValueError:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    if not math.isfinite(ts):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if ts > 1e11:  # milliseconds (JavaScript's Date.now(), Laravel's now()->getTimestampMs())
+        ts /= 1000
+    return ts
 
 
 def _fresh(value: str, now: float, max_age: float) -> bool:
@@ -95,6 +115,8 @@ class QueueCheck(Check):
         for spec in self.specs:
             if spec.backend == "sql":
                 state = await self._sql_state(spec)
+                if spec.heartbeat_key and self.client is not None:
+                    _add_heartbeat(state, spec, await self.client.get(spec.heartbeat_key), now)
             else:
                 assert self.client is not None
                 state = await redis_queue_state(self.client, spec, now)
