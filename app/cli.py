@@ -89,12 +89,15 @@ def _serve(settings: Settings, workers: int) -> int:
     else:
         import os
 
-        from app.multiprocess import prepare_multiprocess_dir
+        from app.multiprocess import cleanup_multiprocess_dir, prepare_multiprocess_dir
 
-        prepare_multiprocess_dir()
+        metrics_dir = prepare_multiprocess_dir()
         os.environ.update({f"TELLTALE_{k.upper()}": str(v) for k, v in
                            {"host": settings.host, "port": settings.port, "log_format": settings.log_format}.items()})
-        uvicorn.run("app.main:app_from_env", factory=True, workers=workers, **common)
+        try:
+            uvicorn.run("app.main:app_from_env", factory=True, workers=workers, **common)
+        finally:
+            cleanup_multiprocess_dir(metrics_dir)
     return 0
 
 

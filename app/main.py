@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from app import __version__, health, metrics
+from app import __version__, events, health, metrics, telemetry
 from app.drain import install_drain
+from app.middleware import instrument_app
 from app.state import ServiceState
 from checks.registry import build_checks
 from checks.runner import CheckRunner
@@ -25,9 +26,12 @@ def create_app(settings: Settings) -> FastAPI:
         cache_ttl=settings.cache_ttl_seconds,
         deadline=settings.health_deadline_seconds,
         secrets=settings.secrets(),
+        wrap=telemetry.wrap_probe,
+        on_result=telemetry.on_probe_result,
     )
     registry = CollectorRegistry()
-    registry.register(metrics.HealthCollector(runner))
+    health_collector = metrics.HealthCollector(runner)
+    registry.register(health_collector)
     state = ServiceState(settings=settings, runner=runner, registry=registry)
 
     @contextlib.asynccontextmanager
@@ -41,14 +45,23 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             restore()
             await runner.close()
+            telemetry.shutdown()
 
-    app = FastAPI(title="Telltale", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # FastAPI's native telemetry is off: TelemetryMiddleware makes the server spans (docs/tracing.md).
+    app = FastAPI(title="Telltale", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.telltale = state
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(events.router)
+    instrument_app(app, settings, registry, health_collector)
     return app
 
 
 def app_from_env() -> FastAPI:
-    """Uvicorn factory for `--workers N`: each worker reads the same settings."""
-    return create_app(load_settings())
+    """Uvicorn factory for `--workers N`: each worker reads the same settings (and sets up its logging)."""
+    from app.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level, settings.secrets())
+    return create_app(settings)

@@ -148,9 +148,28 @@ class Settings(BaseSettings):
     background_interval_seconds: PositiveSeconds | None = None
     drain_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
 
+    # request metrics, events, tracing, logs
+    metrics_exclude_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/metrics", "/health/live"])
+    trace_exclude_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/metrics", "/health/live", "/health/ready"])
+    organization_label_cap: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    events_max_batch: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    otel_enabled: bool = True  # tracing also needs OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    access_log: bool = True
+
     @field_validator("disk_paths", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return yaml.safe_load(value)
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("metrics_exclude_paths", "trace_exclude_paths", mode="before")
+    @classmethod
+    def _comma_path_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return yaml.safe_load(value)

@@ -1,0 +1,193 @@
+"""OpenTelemetry tracing, configured from the standard `OTEL_*` environment variables.
+
+No endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_SDK_DISABLED=true`
+or `TELLTALE_OTEL_ENABLED=false`: no provider, no exporter, no instrumentation, and the middleware
+makes no span at all. Otherwise one process-wide TracerProvider (resource from `OTEL_SERVICE_NAME`
+and `OTEL_RESOURCE_ATTRIBUTES`, sampler from `OTEL_TRACES_SAMPLER`/`_ARG`), a BatchSpanProcessor with a
+bounded queue (`OTEL_BSP_*`) feeding the OTLP/HTTP exporter on a background thread, and asyncpg, redis
+and httpx instrumented. A collector that is down or slow costs spans, never requests: spans that do
+not fit the queue or fail to export are counted in `telltale_otel_spans_dropped_total{reason}`.
+
+Health probes run under `wrap_probe`: inside a traced request each check gets one child span
+(`check <name>`) carrying its status; outside one (a readiness probe, the background publisher)
+instrumentation is suppressed so the database and Redis calls make no orphan spans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import Metric
+
+from app import __version__
+from checks.base import Check, Result, Status
+
+log = logging.getLogger("telltale.telemetry")
+
+SPANS_DROPPED = Counter("telltale_otel_spans_dropped", "Spans lost before reaching the collector",
+                        ["reason"], registry=None)
+SPANS_EXPORTED = Counter("telltale_otel_spans_exported", "Spans accepted by the collector", registry=None)
+for _reason in ("queue_full", "export_failed"):
+    SPANS_DROPPED.labels(_reason)
+
+
+class _SpanCounters:
+    """Puts the process-wide span counters in an app's registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        yield from SPANS_DROPPED.collect()
+        yield from SPANS_EXPORTED.collect()
+
+
+def register_span_counters(registry: CollectorRegistry) -> None:
+    registry.register(_SpanCounters())  # type: ignore[arg-type]
+
+
+_provider: Any = None
+_tracer: Any = None
+
+
+def tracing_requested(enabled: bool = True) -> bool:
+    if not enabled or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def setup_tracing(enabled: bool = True) -> Any:
+    """The process's tracer, configured once from the environment; None when tracing is off."""
+    global _provider, _tracer
+    if not tracing_requested(enabled):
+        return None
+    if _tracer is not None:
+        return _tracer
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class CountingExporter(SpanExporter):
+        def __init__(self, inner: SpanExporter) -> None:
+            self.inner = inner
+
+        def export(self, spans: Any) -> SpanExportResult:
+            try:
+                result = self.inner.export(spans)
+            except Exception:  # never let the export thread die
+                result = SpanExportResult.FAILURE
+            if result is SpanExportResult.SUCCESS:
+                SPANS_EXPORTED.inc(len(spans))
+            else:
+                SPANS_DROPPED.labels("export_failed").inc(len(spans))
+            return result
+
+        def shutdown(self) -> None:
+            self.inner.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return self.inner.force_flush(timeout_millis)
+
+    class CountingBatchSpanProcessor(BatchSpanProcessor):
+        def on_end(self, span: Any) -> None:
+            if span.context.trace_flags.sampled:
+                inner = getattr(self, "_batch_processor", None)
+                queue = getattr(inner, "_queue", None)
+                if queue is not None and len(queue) >= inner._max_queue_size:  # type: ignore[union-attr]
+                    SPANS_DROPPED.labels("queue_full").inc()
+            super().on_end(span)
+
+    attrs: dict[str, str] = {"service.version": __version__}
+    if not os.environ.get("OTEL_SERVICE_NAME") and \
+            "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        attrs["service.name"] = "telltale"
+    provider = TracerProvider(resource=Resource.create(attrs))
+    provider.add_span_processor(CountingBatchSpanProcessor(CountingExporter(OTLPSpanExporter())))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    _instrument(provider)
+    _tracer = provider.get_tracer("telltale", __version__)
+    log.info("tracing on", extra={"endpoint": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                                  or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")})
+    return _tracer
+
+
+def _instrument(provider: Any) -> None:
+    for module, name in (("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
+                         ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+                         ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor")):
+        try:
+            instrumentor = getattr(__import__(module, fromlist=[name]), name)()
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.instrument(tracer_provider=provider)
+        except Exception as exc:  # a missing optional instrumentation must not stop the service
+            log.warning("instrumentation unavailable", extra={"instrumentation": module, "error": str(exc)})
+
+
+def force_flush(timeout_millis: int = 5000) -> None:
+    if _provider is not None:
+        _provider.force_flush(timeout_millis)
+
+
+# --- health-check spans -------------------------------------------------------------------------
+_pending: contextvars.ContextVar[Any] = contextvars.ContextVar("telltale_check_span", default=None)
+
+
+@contextlib.asynccontextmanager
+async def wrap_probe(check: Check) -> AsyncIterator[None]:
+    """CheckRunner `wrap`: a child span per check inside a traced request, suppression outside one."""
+    if _tracer is None:
+        yield
+        return
+    from opentelemetry import context, trace
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    parent = trace.get_current_span()
+    if not parent.is_recording():
+        token = context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            yield
+        finally:
+            context.detach(token)
+        return
+    span = _tracer.start_span(f"check {check.name}", attributes={
+        "telltale.check.name": check.name, "telltale.check.component": check.component})
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    except BaseException as exc:
+        span.record_exception(exc)
+        raise
+    finally:
+        context.detach(token)
+        _pending.set(span)  # ended by on_probe_result, which knows the check's status
+
+
+def on_probe_result(result: Result) -> None:
+    """CheckRunner `on_result`: the check's status on its span, then end it."""
+    span = _pending.get()
+    if span is None:
+        return
+    _pending.set(None)
+    from opentelemetry.trace import Status as OtelStatus
+    from opentelemetry.trace import StatusCode
+
+    span.set_attribute("telltale.check.status", result.status.value)
+    span.set_attribute("telltale.check.latency_seconds", result.latency_seconds)
+    if result.status is Status.UNHEALTHY:
+        span.set_status(OtelStatus(StatusCode.ERROR, (result.error or result.message)[:200]))
+    span.end()
+
+
+def shutdown() -> None:
+    """At the end of the app's lifespan: flush pending spans; mark this worker's live gauges dead."""
+    force_flush(2000)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
