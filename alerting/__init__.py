@@ -1,0 +1,1 @@
+"""Alert routing helpers: business events to Alertmanager, and Alertmanager webhook intake."""
