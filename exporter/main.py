@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from checks.redact import redact
@@ -34,6 +34,8 @@ from exporter.collectors.terraform import TerraformCollector
 
 log = logging.getLogger("telltale.exporter")
 RENDER_IN_THREAD_SAMPLES = 5000
+# generate_latest writes the 0.0.4 text format (prometheus_client 0.26 advertises 1.0.0 by default).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Families:
@@ -171,7 +173,7 @@ class ExporterApp:
         if method not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", "text/plain; charset=utf-8")
         elif path == "/metrics":
-            await _respond(send, 200, await self.exporter.scrape(), CONTENT_TYPE_LATEST, method == "HEAD")
+            await _respond(send, 200, await self.exporter.scrape(), CONTENT_TYPE, method == "HEAD")
         elif path == "/health":
             body = json.dumps({"status": "ok", "collectors": self.exporter.last_success}).encode()
             await _respond(send, 200, body, "application/json", method == "HEAD")

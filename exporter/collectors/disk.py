@@ -34,7 +34,8 @@ class DiskCollector(Collector):
             "avail": GaugeMetricFamily("telltale_disk_available_bytes", "Bytes available to unprivileged users.",
                                        labels=["path"]),
             "ratio": GaugeMetricFamily("telltale_disk_used_ratio", "Used / size.", labels=["path"]),
-            "inodes": GaugeMetricFamily("telltale_disk_inodes", "Inodes (total; a gauge, so no _total suffix).", labels=["path"]),
+            "inodes": GaugeMetricFamily("telltale_disk_inodes", "Inodes in all.",
+                                         labels=["path"]),
             "ifree": GaugeMetricFamily("telltale_disk_inodes_free", "Free inodes.", labels=["path"]),
         }
         missing = []
