@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 
@@ -23,12 +24,18 @@ class DockerCheck(Check):
         self.client = docker_client(socket_path, self.timeout)
 
     async def probe(self) -> Observation:
-        ping = await self.client.get("/_ping")
-        ping.raise_for_status()
-        version = (await self.client.get("/version")).json()
-        unhealthy = (await self.client.get(
-            "/containers/json", params={"all": "true", "filters": json.dumps({"health": ["unhealthy"]})}
-        )).json()
+        if not os.path.exists(self.socket_path):  # noqa: ASYNC240 - one stat of a local path
+            return Observation(Status.UNHEALTHY, f"docker socket {self.socket_path} not found",
+                               {"socket": self.socket_path})
+        try:
+            ping = await self.client.get("/_ping")
+            ping.raise_for_status()
+            version = (await self.client.get("/version")).raise_for_status().json()
+            unhealthy = (await self.client.get(
+                "/containers/json", params={"all": "true", "filters": json.dumps({"health": ["unhealthy"]})}
+            )).raise_for_status().json()
+        except httpx.TimeoutException as exc:  # the runner reports it as the timeout it is
+            raise TimeoutError(str(exc)) from exc
         names = [(c.get("Names") or ["?"])[0].lstrip("/") for c in unhealthy]
         observed = {"version": version.get("Version"), "api_version": version.get("ApiVersion"),
                     "unhealthy_containers": names}

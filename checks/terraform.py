@@ -26,13 +26,21 @@ async def terraform_version(binary: str, timeout: float) -> dict:
     try:
         async with asyncio.timeout(timeout):
             out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+    except BaseException:  # our timeout, or the runner's cancelling us: never leave terraform running
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
         raise
     if proc.returncode != 0:
-        raise RuntimeError(f"terraform version exited {proc.returncode}: {err.decode(errors='replace')[:200]}")
-    return json.loads(out)
+        detail = " ".join(err.decode(errors="replace").split())[:200]  # one line, however terraform boxes it
+        raise RuntimeError(f"terraform version exited {proc.returncode}: {detail}")
+    try:
+        info = json.loads(out)
+    except ValueError:
+        raise ValueError("terraform version -json did not print JSON") from None
+    if not isinstance(info, dict):
+        raise ValueError("terraform version -json did not print a JSON object")
+    return info
 
 
 class TerraformCheck(Check):
@@ -49,7 +57,7 @@ class TerraformCheck(Check):
             return self._cached[1]
         try:
             info = await terraform_version(self.binary, self.timeout)
-        except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:  # missing, not executable, failing, not JSON
             obs = Observation(Status.UNHEALTHY, str(exc), {"binary": self.binary})
         else:
             version = info.get("terraform_version", "unknown")
