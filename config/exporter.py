@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +36,7 @@ class ExporterSettings(BaseSettings):
     refresh_interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
     queries_file: str | None = DEFAULT_QUERIES_FILE
     pg_stat_statements_top: Annotated[int, Field(ge=0, le=100)] = 10
-    terraform_deployments_table: Annotated[str, Field(pattern=_IDENT)] | None = "terraform_deployments"
+    terraform_deployments_table: str | None = "terraform_deployments"
     pool_max_size: Annotated[int, Field(ge=1, le=20)] = 4
     log_level: str = "info"
 
@@ -43,6 +44,15 @@ class ExporterSettings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("terraform_deployments_table", mode="before")
+    @classmethod
+    def _table(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not re.match(_IDENT, value):
+            raise ValueError("must be a table name, optionally schema-qualified (letters, digits, _)")
+        return value
 
     @field_validator("log_level")
     @classmethod

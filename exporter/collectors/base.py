@@ -125,7 +125,7 @@ class PgPool:
         except BaseException:
             # A timed-out or broken connection is never handed out again; the others are re-checked.
             conn.terminate()
-            pool.expire_connections()
+            await pool.expire_connections()
             raise
         finally:
             with contextlib.suppress(Exception):
