@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     otel_enabled: bool = True  # tracing also needs OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     access_log: bool = True
 
+    # business-event alerts (alerting/)
+    alertmanager_url: AnyUrl | None = None
+    license_warning_days: Annotated[float, Field(gt=0, le=365)] = 7.0
+    payment_spike_failures: Annotated[int, Field(ge=1, le=100_000)] = 5
+    payment_spike_window_seconds: PositiveSeconds = 300.0
+
     @field_validator("disk_paths", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

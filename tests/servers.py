@@ -232,3 +232,141 @@ class PodmanService:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _binary(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise RuntimeError(f"none of {names} found: install Debian's prometheus / prometheus-alertmanager")
+
+
+@dataclass
+class AlertmanagerServer:
+    """Debian's real Alertmanager on a free port, with the given configuration text."""
+
+    config: str
+    port: int = field(default_factory=free_port)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-am-")))
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AlertmanagerServer:
+        cfg = self.root / "alertmanager.yml"
+        cfg.write_text(self.config)
+        self.proc = subprocess.Popen(
+            [_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={cfg}",
+             f"--storage.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+             "--cluster.listen-address=", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=open(self.root / "log", "wb"),
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class PrometheusServer:
+    """Debian's real Prometheus on a free port, with the given configuration and rule files."""
+
+    config: str
+    rules: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-prom-")))
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        (self.root / "rules").mkdir(exist_ok=True)
+        for name, text in self.rules.items():
+            (self.root / "rules" / name).write_text(text)
+        cfg = self.root / "prometheus.yml"
+        cfg.write_text(self.config)
+        self.proc = subprocess.Popen(
+            [_binary("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=open(self.root / "log", "wb"), cwd=self.root,
+        )
+        wait_port(self.port, 30)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class WebhookRecorder:
+    """A local HTTP receiver that records every POST by path: the stand-in for Slack, PagerDuty and
+    email endpoints, which cannot run here. Each record is (monotonic time, path, parsed JSON body)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.records: list[tuple[float, str, object]] = []
+        self._lock = threading.Lock()
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                try:
+                    body: object = json.loads(raw)
+                except ValueError:
+                    body = raw.decode(errors="replace")
+                with recorder._lock:
+                    recorder.records.append((time.monotonic(), self.path, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def received(self, path: str | None = None) -> list[tuple[float, str, object]]:
+        with self._lock:
+            return [r for r in self.records if path is None or r[1] == path]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
