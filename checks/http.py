@@ -21,11 +21,15 @@ class HttpCheck(Check):
 
     async def probe(self) -> Observation:
         started = time.perf_counter()
-        response = await self.client.request(self.method, self.url, timeout=self.timeout)
+        try:
+            response = await self.client.request(self.method, self.url, timeout=self.timeout)
+        except httpx.TimeoutException as exc:  # the runner reports it as the timeout it is
+            raise TimeoutError(str(exc)) from exc
         latency = time.perf_counter() - started
         observed = {"status_code": response.status_code, "response_seconds": round(latency, 6)}
         if response.status_code not in self.expected:
-            return Observation(Status.UNHEALTHY, f"HTTP {response.status_code}", observed)
+            expected = ", ".join(map(str, self.expected))
+            return Observation(Status.UNHEALTHY, f"HTTP {response.status_code} (expected {expected})", observed)
         status = grade(latency, self.degraded_seconds, None)
         return Observation(status, f"HTTP {response.status_code} in {latency * 1000:.0f} ms", observed)
 
