@@ -25,7 +25,6 @@ from config.exporter import ExporterSettings, load_exporter_settings
 from config.settings import Settings, SettingsError, load_settings
 from exporter.collectors.base import Collector, PgPool
 from exporter.collectors.disk import DiskCollector
-from exporter.collectors.docker import DockerCollector
 from exporter.collectors.postgres import PostgresCollector
 from exporter.collectors.queues import QueueCollector
 from exporter.collectors.redis import RedisCollector
@@ -77,6 +76,8 @@ class Exporter:
                 binary=settings.terraform_binary, pg=self.pg, table=xs.terraform_deployments_table,
                 refresh_interval=xs.refresh_interval_seconds, timeout=self.timeout))
         if settings.docker_socket:
+            from exporter.collectors.docker import DockerCollector  # httpx costs ~7 MB: only when asked
+
             cs.append(DockerCollector(settings.docker_socket, self.timeout))
         if queries and self.pg is not None:
             cs.append(SqlCollector(queries, self.pg, self.timeout))

@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -59,7 +60,8 @@ class QueueCollector(Collector):
         try:
             rows = await self.pg.fetch(f"select count(*) as n from {ident(spec.failed_table)} where queue = $1",
                                        spec.name)
-        except Exception as exc:
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+            # No Laravel failed-jobs table in this database: stop asking (an outage still raises).
             self._failed_table_broken.add(spec.failed_table)
             log.warning("exporter queues: cannot count %s for %s: %s", spec.failed_table, spec.name, exc)
             return None
