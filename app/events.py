@@ -96,9 +96,20 @@ class SuspiciousActivity(_Event):
                   "token_reuse", "scanner", "fraud", "other"]
 
 
+class SlaViolation(_Event):
+    """An organization's service-level objective was missed (measured by the platform)."""
+
+    type: Literal["sla.violation"]
+    organization: OrgId
+    objective: Name
+    target: float
+    actual: float
+    severe: bool = False
+
+
 Event = Annotated[
     Deployment | LicenseValidated | LicenseExpiry | Payment | WebsocketConnections | QuotaUsage | LoginFailed
-    | RateLimitHit | SuspiciousActivity,
+    | RateLimitHit | SuspiciousActivity | SlaViolation,
     Field(discriminator="type"),
 ]
 EVENT = TypeAdapter(Event)
@@ -164,6 +175,8 @@ class EventMetrics:
                                        ["organization"], registry=r)
         self.suspicious = Counter("telltale_suspicious_activity", "Suspicious activity reports",
                                   ["kind", "organization"], registry=r)
+        self.sla_violations = Counter("telltale_sla_violations", "SLA violations reported by the platform",
+                                      ["organization", "objective"], registry=r)
         self.org_folded = Counter("telltale_organization_labels_folded",
                                   "Events whose organization was folded into `other` by the cap", registry=r)
         self.label_folded = Counter("telltale_event_label_values_folded",
@@ -208,6 +221,8 @@ class EventMetrics:
             self.rate_limit_hits.labels(self.org(e)).inc()
         elif isinstance(e, SuspiciousActivity):
             self.suspicious.labels(e.kind, self.org(e)).inc()
+        elif isinstance(e, SlaViolation):
+            self.sla_violations.labels(self.org(e), self.resource(e.objective)).inc()
 
 
 def _reason(exc: ValidationError) -> list[dict[str, Any]]:
@@ -250,6 +265,8 @@ async def ingest(request: Request) -> JSONResponse:
         set_organization_id(next(iter(orgs)))
     for event in good:
         metrics.record(event)
+    if state.alerting is not None:
+        state.alerting.handle(good)  # queued; never waits on Alertmanager
     if rejected:
         metrics.rejected.inc(len(rejected))
         return _problem(422, f"{len(rejected)} of {len(items)} events rejected; the others were recorded",

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from alerting import webhook
+from alerting.service import EventAlerting
 from app import __version__, events, health, metrics, telemetry
 from app.drain import install_drain
 from app.middleware import instrument_app
@@ -32,18 +34,23 @@ def create_app(settings: Settings) -> FastAPI:
     registry = CollectorRegistry()
     health_collector = metrics.HealthCollector(runner)
     registry.register(health_collector)
-    state = ServiceState(settings=settings, runner=runner, registry=registry)
+    state = ServiceState(settings=settings, runner=runner, registry=registry,
+                         alerting=EventAlerting.from_settings(settings, registry))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore = install_drain(state, settings.drain_seconds)
         if settings.background_interval_seconds:
             runner.start_background(settings.background_interval_seconds)
+        if state.alerting is not None:
+            await state.alerting.start()
         log.info("telltale started", extra={"checks": list(runner.checks)})
         try:
             yield
         finally:
             restore()
+            if state.alerting is not None:
+                await state.alerting.close()
             await runner.close()
             telemetry.shutdown()
 
@@ -54,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(events.router)
+    app.include_router(webhook.router)
     instrument_app(app, settings, registry, health_collector)
     return app
 

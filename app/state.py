@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from alerting.notifications import NotificationStore
+from alerting.service import EventAlerting
 from checks.runner import CheckRunner
 from config.settings import Settings
 
@@ -18,6 +20,8 @@ class ServiceState:
     registry: CollectorRegistry
     started_at: float = field(default_factory=time.time)
     draining: bool = False
+    notifications: NotificationStore = field(default_factory=NotificationStore)
+    alerting: EventAlerting | None = None
 
     def uptime(self) -> float:
         return time.time() - self.started_at
