@@ -5,10 +5,13 @@ a local stand-in for Slack and PagerDuty.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import re
 import shutil
 import socket
+import socketserver
 import subprocess
 import threading
 import time
@@ -209,9 +212,9 @@ def test_every_notification_uses_the_templates() -> None:
         for slack in receiver.get("slack_configs", []):
             assert 'template "telltale.text"' in slack["text"]
             assert 'template "telltale.title"' in slack["title"]
-        for email in receiver.get("email_configs", []):
-            assert 'template "telltale.email.html"' in email["html"]
-            assert 'template "telltale.text"' in email["text"]
+        for mail in receiver.get("email_configs", []):
+            assert 'template "telltale.email.html"' in mail["html"]
+            assert 'template "telltale.text"' in mail["text"]
         for pd in receiver.get("pagerduty_configs", []):
             details = pd["details"]
             assert 'template "telltale.summary"' in details["summary"]
@@ -279,11 +282,70 @@ class Sink:
         self.server.server_close()
 
 
+class SmtpSink:
+    """A minimal SMTP server (no TLS, no AUTH advertised) that keeps the messages it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def reply(self, line: str) -> None:
+                self.wfile.write(line.encode() + b"\r\n")
+
+            def handle(self) -> None:
+                rcpts: list[str] = []
+                self.reply("220 sink ESMTP")
+                while line := self.rfile.readline():
+                    verb = line.decode(errors="replace").strip().split(" ", 1)[0].upper()
+                    if verb == "EHLO":
+                        self.wfile.write(b"250-sink\r\n250 8BITMIME\r\n")
+                    elif verb == "RCPT":
+                        rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>"))
+                        self.reply("250 ok")
+                    elif verb == "DATA":
+                        self.reply("354 go on")
+                        data = b""
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            data += chunk[1:] if chunk.startswith(b"..") else chunk
+                        message = email.message_from_bytes(data, policy=email.policy.default)
+                        with sink.lock:
+                            sink.messages.append((rcpts, message))
+                        rcpts = []
+                        self.reply("250 queued")
+                    elif verb == "QUIT":
+                        self.reply("221 bye")
+                        return
+                    else:
+                        self.reply("250 ok")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def received(self) -> list[tuple[list[str], email.message.EmailMessage]]:
+        with self.lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
-def live_alertmanager(tmp_path: Path) -> Iterator[tuple[str, Sink]]:
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def live_alertmanager(tmp_path: Path, smtp_sink: SmtpSink) -> Iterator[tuple[str, Sink]]:
     binary = tool("prometheus-alertmanager")
     sink = Sink()
-    cfg_path = render_config(tmp_path, f"{sink.url}/slack", f"{sink.url}/pagerduty", smtp_port=free_port())
+    cfg_path = render_config(tmp_path, f"{sink.url}/slack", f"{sink.url}/pagerduty", smtp_port=smtp_sink.port)
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["route"].update(group_wait="1s", group_interval="1s")
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -359,7 +421,7 @@ def make_alert(name: str, severity: str, team: str, service: str, summary: str, 
     }
 
 
-def test_live_notifications_carry_summary_organization_and_runbook(live_alertmanager) -> None:
+def test_live_notifications_carry_summary_organization_and_runbook(live_alertmanager, smtp_sink) -> None:
     url, sink = live_alertmanager
     post_alerts(
         url,
@@ -416,6 +478,20 @@ def test_live_notifications_carry_summary_organization_and_runbook(live_alertman
         assert summary in attachment["title"] and summary in text, text
         assert organization in text, text
         assert RUNBOOK + anchor in text and attachment["title_link"] == RUNBOOK + anchor
+
+    # email: critical to on-call, warning to ops and (database) the DBAs; info never emailed
+    wait_for(lambda: len(smtp_sink.received()) >= 3)
+    time.sleep(1)
+    mails = {rcpt: msg for rcpts, msg in smtp_sink.received() for rcpt in rcpts}
+    assert set(mails) == {"oncall@telltale.example.com", "ops@telltale.example.com", "dba@telltale.example.com"}
+    oncall = mails["oncall@telltale.example.com"]
+    assert "Payments fail for acme" in oncall["Subject"]
+    for part in ("html", "plain"):
+        body = oncall.get_body(preferencelist=(part,)).get_content()
+        assert "Payments fail for acme" in body and "acme" in body
+        assert RUNBOOK + "paymentfailurerate" in body
+    assert mails["dba@telltale.example.com"]["Subject"].startswith("[DATABASE]")
+    assert "Slow PostgreSQL queries" in mails["ops@telltale.example.com"]["Subject"]
 
 
 def test_live_critical_inhibits_its_warning_twin_and_is_never_inhibited(live_alertmanager) -> None:
