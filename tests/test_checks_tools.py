@@ -204,14 +204,16 @@ async def test_build_checks_wires_terraform_only_when_a_binary_is_configured(tmp
 @pytest.fixture(scope="module")
 def health_checked_container(podman: PodmanService) -> Iterator[str]:
     """A created (never started) container that carries a health check, from an empty imported image."""
-    image, name = "telltale-test:latest", f"telltale-health-{uuid.uuid4().hex[:8]}"
+    # Our own tag: other test modules import `telltale-test:latest`, and removing theirs would break them.
+    suffix = uuid.uuid4().hex[:8]
+    image, name = f"telltale-test-checks-{suffix}:latest", f"telltale-health-{suffix}"
     subprocess.run(f"tar cf - --files-from /dev/null | podman import - {image}", shell=True, check=True,
                    capture_output=True, timeout=60)
     subprocess.run(["podman", "create", "--name", name, "--health-cmd", "false", "--health-retries", "1",
                     image, "/bin/false"], check=True, capture_output=True, timeout=60)
     yield name
     subprocess.run(["podman", "rm", "-f", name], capture_output=True, timeout=60)
-    subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=60)
+    subprocess.run(["podman", "rmi", image], capture_output=True, timeout=60)
 
 
 async def test_docker_engine_via_podman_is_healthy(podman: PodmanService) -> None:
