@@ -33,6 +33,9 @@ ENV_PREFIX = "TELLTALE_"
 CONFIG_ENV = "TELLTALE_CONFIG"
 NAME_PATTERN = r"^[a-z][a-z0-9_\-]{0,62}$"
 
+RESERVED_CHECK_NAMES = frozenset({"disk", "memory", "cpu", "event_loop", "postgres", "redis", "queue", "scheduler",
+                                   "terraform", "docker", "websocket", "tls"})
+
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
 
@@ -196,6 +199,13 @@ class Settings(BaseSettings):
             raise ValueError("disk_degraded_ratio must not exceed disk_unhealthy_ratio")
         if self.tls_unhealthy_days > self.tls_degraded_days:
             raise ValueError("tls_unhealthy_days must not exceed tls_degraded_days")
+        reserved = {d.name for d in self.http_dependencies} & RESERVED_CHECK_NAMES
+        if reserved:
+            raise ValueError(f"http_dependencies name {sorted(reserved)[0]!r} is a built-in check's name")
+        if self.tls_ca_file and not os.path.isfile(self.tls_ca_file):
+            raise ValueError(f"tls_ca_file {self.tls_ca_file!r} does not exist")
+        if self.websocket_url is not None and self.websocket_url.scheme not in ("ws", "wss"):
+            raise ValueError("websocket_url must be a ws:// or wss:// URL")
         names = [d.name for d in self.http_dependencies] + [q.name for q in self.queues]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:

@@ -83,3 +83,16 @@ def test_redacted_hides_tokens_and_dsn_passwords() -> None:
     for secret in ("hunter2", "r3dispw", "tok-123456"):
         assert secret not in text
     assert "postgresql://app:***@db/x" in text
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"http_dependencies": [{"name": "redis", "url": "http://x"}]}, "is a built-in check's name"),
+        ({"tls_ca_file": "/nonexistent/ca.pem"}, "tls_ca_file '/nonexistent/ca.pem' does not exist"),
+        ({"websocket_url": "http://reverb:8080/app"}, "websocket_url must be a ws:// or wss:// URL"),
+    ],
+)
+def test_incoherent_settings_are_refused(values: dict, expected: str) -> None:
+    with pytest.raises(SettingsError, match=expected):
+        load_settings(**values)
