@@ -16,7 +16,6 @@ instrumentation is suppressed so the database and Redis calls make no orphan spa
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
@@ -135,7 +134,9 @@ def force_flush(timeout_millis: int = 5000) -> None:
 
 
 # --- health-check spans -------------------------------------------------------------------------
-_pending: contextvars.ContextVar[Any] = contextvars.ContextVar("telltale_check_span", default=None)
+# The runner probes in a task of its own and reports the result from another, so the span waits here,
+# by check name, for its status (a runner never runs the same check twice at once: single flight).
+_pending: dict[str, Any] = {}
 
 
 @contextlib.asynccontextmanager
@@ -165,15 +166,17 @@ async def wrap_probe(check: Check) -> AsyncIterator[None]:
         raise
     finally:
         context.detach(token)
-        _pending.set(span)  # ended by on_probe_result, which knows the check's status
+        old = _pending.pop(check.name, None)
+        if old is not None:  # a result that never came (the run was cancelled): close it anyway
+            old.end()
+        _pending[check.name] = span  # ended by on_probe_result, which knows the check's status
 
 
 def on_probe_result(result: Result) -> None:
     """CheckRunner `on_result`: the check's status on its span, then end it."""
-    span = _pending.get()
+    span = _pending.pop(result.name, None)
     if span is None:
         return
-    _pending.set(None)
     from opentelemetry.trace import Status as OtelStatus
     from opentelemetry.trace import StatusCode
 

@@ -1,0 +1,79 @@
+"""JSON log lines with request context, one access line per request, console format, no secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import httpx
+
+from app.logs import ConsoleFormatter, configure_logging, set_organization_id
+from app.main import create_app
+from config.settings import Settings
+
+
+def capture(fmt: str, secrets: list[str]) -> io.StringIO:
+    configure_logging(fmt, "info", secrets)
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    return stream
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+async def test_access_line_and_request_context() -> None:
+    stream = capture("json", ["s3cret-ingest"])
+    try:
+        app = create_app(Settings(otel_enabled=False, ingest_token="s3cret-ingest"))
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int) -> dict[str, int]:
+            set_organization_id("acme")
+            logging.getLogger("telltale.test").info("handling item", extra={"item": item_id})
+            return {"id": item_id}
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get("/items/7?token=s3cret-ingest", headers={"X-Request-ID": "req-42"})
+            assert r.headers["x-request-id"] == "req-42"
+            await c.get("/health/live")  # a probe path: no access line
+            await c.post("/api/v1/events", headers={"Authorization": "Bearer s3cret-ingest"},
+                         json={"events": [{"type": "login.failed", "organization": "org-9"}]})
+    finally:
+        configure_logging("json", "info")
+    records = lines(stream)
+    assert "s3cret-ingest" not in stream.getvalue()
+    handler_line = next(r for r in records if r["message"] == "handling item")
+    assert handler_line["request_id"] == "req-42" and handler_line["organization_id"] == "acme"
+    assert handler_line["item"] == 7 and handler_line["logger"] == "telltale.test" and handler_line["level"] == "info"
+    assert str(handler_line["timestamp"]).endswith("Z")
+    access = [r for r in records if r["logger"] == "telltale.access"]
+    assert [a["route"] for a in access] == ["/items/{item_id}", "/api/v1/events"]
+    first = access[0]
+    assert first["method"] == "GET" and first["status"] == 200 and first["request_id"] == "req-42"
+    assert first["organization_id"] == "acme" and first["path"] == "/items/7"
+    assert isinstance(first["duration_seconds"], float)
+    assert access[1]["organization_id"] == "org-9" and access[1]["status"] == 202
+    assert len(str(access[1]["request_id"])) == 24
+    assert "trace_id" not in first  # tracing is off here; see test_tracing for the join
+
+
+def test_console_format_is_readable() -> None:
+    record = logging.makeLogRecord({"name": "telltale.access", "levelname": "INFO", "levelno": 20,
+                                    "msg": "GET /items/{item_id} 200", "request_id": "r1", "status": 200})
+    line = ConsoleFormatter(color=False).format(record)
+    assert "INFO" in line and "telltale.access: GET /items/{item_id} 200" in line
+    assert "request_id=r1" in line and "status=200" in line and not line.startswith("{")
+
+
+def test_secrets_redacted_in_message_and_fields() -> None:
+    stream = capture("json", ["hunter2"])
+    try:
+        logging.getLogger("telltale.test").warning("dsn postgres://u:hunter2@h/db", extra={"url": "x:hunter2"})
+    finally:
+        configure_logging("json", "info")
+    out = stream.getvalue()
+    assert "hunter2" not in out and "postgres://u:" in out
