@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
 import logging
 import sys
@@ -174,6 +175,11 @@ class ExporterApp:
         if method not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", "text/plain; charset=utf-8")
         elif path == "/metrics":
+            if not self._authorized(scope):
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": b"missing or invalid bearer token\n"})
+                return
             await _respond(send, 200, await self.exporter.scrape(), CONTENT_TYPE, method == "HEAD")
         elif path == "/health":
             body = json.dumps({"status": "ok", "collectors": self.exporter.last_success}).encode()
@@ -182,6 +188,15 @@ class ExporterApp:
             await _respond(send, 200, b"telltale exporter: /metrics /health\n", "text/plain; charset=utf-8")
         else:
             await _respond(send, 404, b"not found\n", "text/plain; charset=utf-8")
+
+    def _authorized(self, scope: dict[str, Any]) -> bool:
+        """TELLTALE_METRICS_TOKEN guards the exporter's /metrics like the service's."""
+        token = self.exporter.settings.metrics_token
+        if token is None:
+            return True
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.get_secret_value().encode())
 
     async def aclose(self) -> None:
         await self.exporter.aclose()

@@ -264,3 +264,20 @@ def test_served_by_python_m_exporter(redis_server: RedisServer, tmp_path: Path) 
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_metrics_token_guards_the_exporter(redis_server: RedisServer) -> None:
+    """With TELLTALE_METRICS_TOKEN set, /metrics needs the bearer token; /health stays open for probes."""
+    app = make_exporter(redis_url=redis_server.url, metrics_token="scrape-token")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
+            missing = await c.get("/metrics")
+            wrong = await c.get("/metrics", headers={"Authorization": "Bearer nope"})
+            right = await c.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+            health = await c.get("/health")
+    finally:
+        await app.aclose()
+    assert missing.status_code == wrong.status_code == 401
+    assert right.status_code == 200 and "telltale_redis_up 1.0" in right.text
+    assert "scrape-token" not in right.text
+    assert health.status_code == 200
