@@ -1,0 +1,265 @@
+"""Request-metrics and tracing overhead under uvicorn + wrk, ratios to a bare app; /metrics render cost.
+
+`python -m bench.middleware_bench` (or `run()` for the report lines). Each variant is a uvicorn
+process (1 worker, uvloop, httptools, no access log) serving a trivial JSON route on loopback; wrk
+drives it; rounds are interleaved so drift hits every variant alike. Tracing variants export OTLP/HTTP
+to a local sink that accepts and discards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK = "/usr/bin/wrk"
+DURATION = int(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = 32
+
+VARIANTS = ["bare", "telltale", "telltale+access-log", "telltale+trace100", "telltale+trace10",
+            "instrumentator", "starlette-exporter", "otel-fastapi", "fastapi-native"]
+
+
+# --- the apps (built inside the uvicorn process from BENCH_VARIANT) ------------------------------
+def make_app() -> Any:
+    variant = os.environ["BENCH_VARIANT"]
+    from fastapi import FastAPI
+
+    native = variant == "fastapi-native"
+    if native or variant == "otel-fastapi":
+        _global_tracer_provider()
+    app = FastAPI(**({} if native else {"telemetry": {"tracing": False, "metrics": False, "logs": False}}))
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        return {"hello": "world"}
+
+    if variant.startswith("telltale"):
+        from prometheus_client import CollectorRegistry, Counter
+
+        from app.metrics import HttpMetrics, render
+        from app.middleware import TelemetryMiddleware
+        from app.telemetry import setup_tracing
+
+        registry = CollectorRegistry()
+        http = HttpMetrics(registry)
+        series = int(os.environ.get("BENCH_SERIES", "0"))
+        if series:
+            filler = Counter("bench_filler", "series to render", ["n"], registry=registry)
+            for i in range(series):
+                filler.labels(str(i)).inc()
+        if "trace" in variant:
+            os.environ["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+            os.environ["OTEL_TRACES_SAMPLER_ARG"] = "1.0" if variant.endswith("100") else "0.1"
+        tracer = setup_tracing(True) if "trace" in variant else None
+        if "access-log" in variant:
+            import logging
+
+            from app.logs import configure_logging
+
+            configure_logging("json", "info")
+            logging.getLogger().handlers[0].setStream(open(os.devnull, "w"))  # type: ignore[attr-defined]
+
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import Response
+
+        @app.get("/metrics")
+        async def metrics() -> Response:
+            body, ctype, _ = await run_in_threadpool(render, registry, None, None)
+            return Response(body, headers={"Content-Type": ctype})
+
+        app.add_middleware(TelemetryMiddleware, metrics=http, tracer=tracer,
+                           access_log="access-log" in variant)
+    elif variant == "instrumentator":
+        from prometheus_fastapi_instrumentator import Instrumentator
+
+        Instrumentator().instrument(app).expose(app)
+    elif variant == "starlette-exporter":
+        from starlette_exporter import PrometheusMiddleware, handle_metrics
+
+        app.add_middleware(PrometheusMiddleware)
+        app.add_route("/metrics", handle_metrics)
+    elif variant == "otel-fastapi":
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app)
+    return app
+
+
+def _global_tracer_provider() -> None:
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+# --- the driver -------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+SINK = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+class Server:
+    def __init__(self, variant: str, sink: str, series: int = 0) -> None:
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_", "TELLTALE_"))}
+        env.update({"BENCH_VARIANT": variant, "BENCH_SERIES": str(series), "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+                    "PYTHONPATH": str(ROOT)})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.middleware_bench:make_app", "--factory", "--port",
+             str(self.port), "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+             "--log-level", "warning"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(self.port)
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wrk(url: str, seconds: int, connections: int = CONNECTIONS) -> tuple[float, float]:
+    """(requests/s, p99 latency in ms)."""
+    out = subprocess.run([WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else float("nan")
+    return rps, p99
+
+
+def render_cost(series: int = 10_000) -> tuple[float, float, int]:
+    from prometheus_client import CollectorRegistry, Counter
+
+    from app.metrics import render
+
+    registry = CollectorRegistry()
+    c = Counter("bench_filler", "series to render", ["n"], registry=registry)
+    for i in range(series):
+        c.labels(str(i)).inc()
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        body, _, _ = render(registry, None, None)
+        times.append(time.perf_counter() - t)
+    om = []
+    for _ in range(3):
+        t = time.perf_counter()
+        render(registry, "application/openmetrics-text", None)
+        om.append(time.perf_counter() - t)
+    return min(times) * 1000, min(om) * 1000, body.count(b"\n")
+
+
+def scrape_p99(sink: str) -> tuple[float, float, float, float]:
+    """p99 latency (ms) and rps under load, with and without a 10,000-series scrape every second."""
+    server = Server("telltale", sink, series=10_000)
+    try:
+        wrk(server.url, 2, 16)  # warm up
+        results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        for _ in range(2):
+            for scraping in (False, True):
+                stop = threading.Event()
+
+                def scraper(stop: threading.Event = stop) -> None:
+                    while not stop.wait(1.0):
+                        with urllib.request.urlopen(server.url + "metrics", timeout=10) as r:
+                            r.read()
+
+                thread = threading.Thread(target=scraper, daemon=True)
+                if scraping:
+                    thread.start()
+                results[scraping].append(wrk(server.url, 6, 16))
+                stop.set()
+                if scraping:
+                    thread.join()
+        base = statistics.median(p for _, p in results[False])
+        scraped = statistics.median(p for _, p in results[True])
+        return base, scraped, statistics.median(r for r, _ in results[False]), \
+            statistics.median(r for r, _ in results[True])
+    finally:
+        server.stop()
+
+
+GOALS = {"telltale": 0.95, "telltale+trace100": 0.65, "telltale+trace10": 0.85}
+
+
+def run() -> list[str]:
+    sink_port = _free_port()
+    sink_proc = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
+    sink = f"http://127.0.0.1:{sink_port}"
+    lines: list[str] = []
+    try:
+        _wait(sink_port)
+        rps: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        servers = {v: Server(v, sink) for v in VARIANTS}
+        try:
+            for v in VARIANTS:
+                wrk(servers[v].url, 1)  # warm up
+            for _ in range(ROUNDS):
+                for v in VARIANTS:
+                    rps[v].append(wrk(servers[v].url, DURATION)[0])
+        finally:
+            for s in servers.values():
+                s.stop()
+        bare = statistics.median(rps["bare"])
+        lines.append(f"wrk -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {DURATION}s, median req/s (ratio to bare)")
+        for v in VARIANTS:
+            med = statistics.median(rps[v])
+            goal = f"  goal >= {GOALS[v]:.2f}x: {'met' if med / bare >= GOALS[v] else 'MISSED'}" if v in GOALS else ""
+            lines.append(f"  {v:<22} {med:9.0f} req/s  {med / bare:5.2f}x{goal}")
+        text_ms, om_ms, n = render_cost()
+        lines.append(f"render /metrics, 10,000 series ({n} lines): text {text_ms:.1f} ms, OpenMetrics {om_ms:.1f} ms")
+        base, scraped, base_rps, scraped_rps = scrape_p99(sink)
+        ratio = scraped / base
+        lines.append(f"p99 under load (wrk -c16): no scrape {base:.2f} ms, 10k-series scrape every 1 s {scraped:.2f} ms"
+                     f" = {ratio:.2f}x (goal <= 1.2x: {'met' if ratio <= 1.2 else 'MISSED'}); "
+                     f"req/s {base_rps:.0f} vs {scraped_rps:.0f}")
+    finally:
+        sink_proc.terminate()
+        sink_proc.wait()
+    return lines
+
+
+if __name__ == "__main__":
+    for line in run():
+        print(line, flush=True)
