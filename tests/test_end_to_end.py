@@ -57,6 +57,8 @@ class Stack:
         self.smtp = SmtpSink()
         self.sink = Sink()
         self.pg = PostgresServer().init().start()
+        for sql in sorted((ROOT / "deploy" / "sql").glob("*.sql")):  # the demo platform's schema and rows
+            self.pg.psql_file(sql)
         self.redis = RedisServer().start()
         am_cfg = yaml.safe_load(render_config(tmp, f"{self.sink.url}/slack", f"{self.sink.url}/pagerduty",
                                               smtp_port=self.smtp.port).read_text())
@@ -133,6 +135,11 @@ def test_everything_is_scraped(stack: Stack) -> None:
                >= {"telltale", "telltale-exporter"})
     assert stack.query("telltale_redis_up")[0]["value"][1] == "1"
     assert stack.query("telltale_postgres_up")[0]["value"][1] == "1"
+    # the shipped SQL metrics read the demo schema: every collector and query succeeds
+    wait_until("collectors scraped", lambda: stack.query("telltale_exporter_collector_success"))
+    assert stack.query("telltale_exporter_collector_success == 0") == []
+    assert stack.query("telltale_exporter_query_success == 0") == []
+    assert stack.query("telltale_sql_organization_servers")
 
 
 def test_business_event_reaches_slack_through_alertmanager(stack: Stack) -> None:
@@ -158,10 +165,14 @@ def test_redis_down_pages_then_resolves_and_5xx_burst_fires_error_rate(stack: St
     print(f"\nRedis stopped -> PagerDuty: {paged:.1f} s; -> Slack #alerts-critical and email: "
           f"{time.monotonic() - fault:.1f} s")
 
-    # a burst of 5xx: readiness answers 503 while Redis is down
+    # a burst of 5xx (readiness answers 503 while Redis is down), spread over a few scrapes so that
+    # Prometheus sees the new series rise rather than appear at its final value
     burst = time.monotonic()
+    codes = []
     with httpx.Client(base_url=stack.base) as c:
-        codes = [c.get("/health/ready").status_code for _ in range(200)]
+        while time.monotonic() - burst < 3:
+            codes.append(c.get("/health/ready").status_code)
+            time.sleep(0.01)
     assert set(codes) == {503}
     wait_until("HighErrorRate paged", lambda: pagerduty(stack.sink, "HighErrorRate"))
     print(f"5xx burst -> HighErrorRate paged: {time.monotonic() - burst:.1f} s")
