@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint deps system-deps exporter clean
+.PHONY: run test bench lint deps system-deps exporter demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 
 exporter: $(STAMP)
 	$(VENV)/bin/telltale exporter
+
+# A throwaway Postgres (demo rows from deploy/sql) and Redis, the service and the exporter reading them.
+demo: system-deps $(STAMP)
+	$(VENV)/bin/python scripts/demo.py
 
 test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
