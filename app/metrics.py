@@ -113,14 +113,15 @@ class HttpMetrics:
         self._bounds = [*LATENCY_BUCKETS, float("inf")]
         self._bound_labels = [floatToGoString(b) for b in self._bounds]
 
-    def progress(self, method: str) -> Any:
+    def started(self, method: str) -> None:
         child = self._progress_children.get(method)
         if child is None:
             child = self._progress_children[method] = self.in_progress.labels(method)
-        return child
+        child.inc()
 
     def observe(self, method: str, route: str, status: int, duration: float, request_size: int,
                 response_size: int, exemplar: dict[str, str] | None) -> None:
+        self._progress_children[method].dec()
         key = (method, route, status)
         counter = self._status_children.get(key)
         if counter is None:

@@ -16,6 +16,7 @@ background tasks behave, and the per-request cost is a few dict lookups and lock
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -51,6 +52,7 @@ class _HeaderGetter:
 
 
 _GETTER = _HeaderGetter()
+_now = time.perf_counter
 
 
 class TelemetryMiddleware:
@@ -70,7 +72,9 @@ class TelemetryMiddleware:
         self.metrics_exclude = frozenset(metrics_exclude)
         self.trace_exclude = frozenset(trace_exclude)
         self.access_log = access_log
-        self._status_names: dict[int, str] = {}
+        # request ids: a random per-process prefix and a counter, unique without a syscall per request
+        self._id_prefix = os.urandom(8).hex().encode()
+        self._ids = itertools.count()
         if tracer is not None:
             from opentelemetry import context as otel_context
             from opentelemetry import propagate, trace
@@ -90,7 +94,7 @@ class TelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
+        start = _now()
         path: str = scope["path"]
         method: str = scope["method"]
         if method not in KNOWN_METHODS:
@@ -112,7 +116,7 @@ class TelemetryMiddleware:
             elif name in trace_headers:
                 traced_request = True
         if request_id is None:
-            request_id = os.urandom(12).hex().encode()
+            request_id = b"%s%08x" % (self._id_prefix, next(self._ids))
         ctx = RequestContext(request_id.decode("latin-1"))
         ctx_token = REQUEST.set(ctx)
 
@@ -131,17 +135,16 @@ class TelemetryMiddleware:
 
         status = 0
         response_size = 0
-        progress = self.metrics.progress(method) if measured else None  # type: ignore[union-attr]
-        if progress is not None:
-            progress.inc()
+        if measured:
+            self.metrics.started(method)  # type: ignore[union-attr]
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_size
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.body":
+                response_size += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_HEADER, request_id)]
-            elif message["type"] == "http.response.body":
-                response_size += len(message.get("body", b""))
             await send(message)
 
         failed: BaseException | None = None
@@ -152,7 +155,7 @@ class TelemetryMiddleware:
             failed = exc
             raise
         finally:
-            duration = time.perf_counter() - start
+            duration = _now() - start
             if status == 0:
                 status = 499  # cancelled before a response started (client gone, server stopping)
             route_obj = scope.get("route")
@@ -170,7 +173,6 @@ class TelemetryMiddleware:
                 if sc.trace_flags.sampled:
                     exemplar = {"trace_id": format(sc.trace_id, "032x"), "span_id": format(sc.span_id, "016x")}
             if measured:
-                progress.dec()  # type: ignore[union-attr]
                 self.metrics.observe(method, route, status, duration, content_length,  # type: ignore[union-attr]
                                      response_size, exemplar)
             if self.access_log and not quiet:
@@ -188,9 +190,10 @@ def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any
     """Wire request metrics, event metrics, tracing and the exposition registry into `app`."""
     from app.events import EventMetrics
     from app.metrics import exposition_registry
+    from app.request_stats import make_http_metrics
     from app.telemetry import register_span_counters, setup_tracing
 
-    http = HttpMetrics(registry)
+    http = make_http_metrics(registry)
     app.state.http_metrics = http
     app.state.event_metrics = EventMetrics(registry, settings.organization_label_cap)
     register_span_counters(registry)

@@ -26,7 +26,7 @@ TOKEN = "bench-token"
 
 
 class _Delayed(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         import time
 
         time.sleep(DELAYS.get(self.path.strip("/"), 0))
@@ -56,7 +56,8 @@ def bench_detailed() -> list[str]:
     env = {
         "TELLTALE_DATABASE_URL": pg.dsn, "TELLTALE_REDIS_URL": redis.url, "TELLTALE_HEALTH_TOKEN": TOKEN,
         "TELLTALE_HTTP_DEPENDENCIES": json.dumps(deps), "TELLTALE_QUEUES": json.dumps([{"name": "default"}]),
-        "TELLTALE_SCHEDULER_HEARTBEAT_KEY": "schedule:heartbeat", "TELLTALE_TERRAFORM_BINARY": _terraform_stand_in(root),
+        "TELLTALE_SCHEDULER_HEARTBEAT_KEY": "schedule:heartbeat",
+        "TELLTALE_TERRAFORM_BINARY": _terraform_stand_in(root),
         "TELLTALE_CACHE_TTL_SECONDS": "0", "TELLTALE_HEALTH_DEADLINE_SECONDS": "2",
     }
     redis.cli("set", "schedule:heartbeat", str(int(__import__("time").time())))

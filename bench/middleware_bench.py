@@ -48,12 +48,13 @@ def make_app() -> Any:
     if variant.startswith("telltale"):
         from prometheus_client import CollectorRegistry, Counter
 
-        from app.metrics import HttpMetrics, render
+        from app.metrics import render
         from app.middleware import TelemetryMiddleware
+        from app.request_stats import make_http_metrics
         from app.telemetry import setup_tracing
 
         registry = CollectorRegistry()
-        http = HttpMetrics(registry)
+        http = make_http_metrics(registry)
         series = int(os.environ.get("BENCH_SERIES", "0"))
         if series:
             filler = Counter("bench_filler", "series to render", ["n"], registry=registry)
