@@ -1,6 +1,6 @@
 """`/metrics`: health results, request metrics and business events as Prometheus series.
 
-The exposition is rendered in a worker thread (never on the event loop), in the classic text format
+The exposition is rendered off the event loop (in a forked child, see app/exposition.py), in the classic text format
 or, when the scraper asks for it (`Accept: application/openmetrics-text`), in OpenMetrics with
 exemplars; gzip when accepted. Under `telltale serve --workers N` the values come from
 prometheus-client's multiprocess files, and exemplars are re-attached from the answering worker's
@@ -9,7 +9,6 @@ own recent observations (prometheus-client drops them in multiprocess mode; see 
 
 from __future__ import annotations
 
-import gzip
 import os
 import threading
 import time
@@ -20,13 +19,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
-from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.auth import require_bearer
+from app.exposition import render_sync
 from checks.base import Status
 from checks.runner import CheckRunner, aggregate
 
@@ -189,13 +187,7 @@ def exposition_registry(registry: CollectorRegistry, health: HealthCollector, ht
     return merged
 
 
-def render(registry: CollectorRegistry, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
-    """(body, content type, gzipped): CPU work, to be called off the event loop."""
-    encoder, content_type = choose_encoder(accept)
-    body = encoder(registry)
-    if accept_encoding and "gzip" in accept_encoding:
-        return gzip.compress(body, compresslevel=3), content_type, True
-    return body, content_type, False
+render = render_sync  # the synchronous renderer, for benchmarks and tests
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -204,7 +196,7 @@ async def metrics(request: Request) -> Response:
     if state.settings.metrics_token is not None:
         require_bearer(request, state.settings.metrics_token, "TELLTALE_METRICS_TOKEN")
     registry = getattr(request.app.state, "exposition_registry", None) or state.registry
-    body, content_type, gzipped = await run_in_threadpool(
-        render, registry, request.headers.get("accept"), request.headers.get("accept-encoding"))
+    body, content_type, gzipped = await request.app.state.renderer.render(
+        registry, request.headers.get("accept"), request.headers.get("accept-encoding"))
     headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {"Vary": "Accept-Encoding"}
     return Response(body, media_type=None, headers={"Content-Type": content_type, **headers})

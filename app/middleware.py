@@ -189,6 +189,7 @@ class TelemetryMiddleware:
 def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any) -> None:
     """Wire request metrics, event metrics, tracing and the exposition registry into `app`."""
     from app.events import EventMetrics
+    from app.exposition import Renderer
     from app.metrics import exposition_registry
     from app.request_stats import make_http_metrics
     from app.telemetry import register_span_counters, setup_tracing
@@ -198,6 +199,7 @@ def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any
     app.state.event_metrics = EventMetrics(registry, settings.organization_label_cap)
     register_span_counters(registry)
     app.state.exposition_registry = exposition_registry(registry, health_collector, http)
+    app.state.renderer = Renderer(settings.metrics_render)
     app.add_middleware(TelemetryMiddleware, metrics=http, tracer=setup_tracing(settings.otel_enabled),
                        metrics_exclude=settings.metrics_exclude_paths, trace_exclude=settings.trace_exclude_paths,
                        access_log=settings.access_log)

@@ -160,6 +160,7 @@ class Settings(BaseSettings):
     events_max_batch: Annotated[int, Field(ge=1, le=10_000)] = 1000
     otel_enabled: bool = True  # tracing also needs OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     access_log: bool = True
+    metrics_render: Literal["fork", "thread"] = "fork"
 
     # business-event alerts (alerting/)
     alertmanager_url: AnyUrl | None = None
