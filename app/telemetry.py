@@ -21,27 +21,39 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from app import __version__
 from checks.base import Check, Result, Status
 
 log = logging.getLogger("telltale.telemetry")
 
-SPANS_DROPPED = Counter("telltale_otel_spans_dropped", "Spans lost before reaching the collector",
-                        ["reason"], registry=None)
-SPANS_EXPORTED = Counter("telltale_otel_spans_exported", "Spans accepted by the collector", registry=None)
-for _reason in ("queue_full", "export_failed"):
-    SPANS_DROPPED.labels(_reason)
+class _SpanCounts:
+    """Process-wide span counters as plain integers: each is only ever written by one thread (queue_full
+    by the event loop, the others by the export thread), and no lock is held across a fork of the
+    /metrics renderer (app/exposition.py)."""
+
+    def __init__(self) -> None:
+        self.queue_full = 0
+        self.export_failed = 0
+        self.exported = 0
+
+
+SPAN_COUNTS = _SpanCounts()
 
 
 class _SpanCounters:
     """Puts the process-wide span counters in an app's registry."""
 
     def collect(self) -> Iterable[Metric]:
-        yield from SPANS_DROPPED.collect()
-        yield from SPANS_EXPORTED.collect()
+        dropped = CounterMetricFamily("telltale_otel_spans_dropped", "Spans lost before reaching the collector",
+                                      labels=["reason"])
+        dropped.add_metric(["queue_full"], SPAN_COUNTS.queue_full)
+        dropped.add_metric(["export_failed"], SPAN_COUNTS.export_failed)
+        yield dropped
+        yield CounterMetricFamily("telltale_otel_spans_exported", "Spans accepted by the collector",
+                                  value=SPAN_COUNTS.exported)
 
 
 def register_span_counters(registry: CollectorRegistry) -> None:
@@ -81,9 +93,9 @@ def setup_tracing(enabled: bool = True) -> Any:
             except Exception:  # never let the export thread die
                 result = SpanExportResult.FAILURE
             if result is SpanExportResult.SUCCESS:
-                SPANS_EXPORTED.inc(len(spans))
+                SPAN_COUNTS.exported += len(spans)
             else:
-                SPANS_DROPPED.labels("export_failed").inc(len(spans))
+                SPAN_COUNTS.export_failed += len(spans)
             return result
 
         def shutdown(self) -> None:
@@ -98,7 +110,7 @@ def setup_tracing(enabled: bool = True) -> Any:
                 inner = getattr(self, "_batch_processor", None)
                 queue = getattr(inner, "_queue", None)
                 if queue is not None and len(queue) >= inner._max_queue_size:  # type: ignore[union-attr]
-                    SPANS_DROPPED.labels("queue_full").inc()
+                    SPAN_COUNTS.queue_full += 1
             super().on_end(span)
 
     attrs: dict[str, str] = {"service.version": __version__}
