@@ -89,6 +89,15 @@ class TelemetryMiddleware:
             self._suppressed = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
             self._trace_headers = frozenset(
                 k.encode() for k in propagate.get_global_textmap().fields) or frozenset({b"traceparent"})
+            from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+            from app.telemetry import root_sampling_bound
+
+            self._bound = root_sampling_bound(tracer)
+            self._trace_ids = tracer.id_generator if self._bound is not None else None
+            self._unsampled = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+            self._span_context = SpanContext
+            self._non_recording = NonRecordingSpan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,8 +138,17 @@ class TelemetryMiddleware:
                 otel_token = self._ctx.attach(self._suppressed)
             else:
                 parent = self._extract(scope["headers"], getter=_GETTER) if traced_request else None
-                span = tracer.start_span(method, context=parent, kind=self._server,
-                                         attributes={"http.request.method": method, "url.path": path})
+                if parent is None and self._bound is not None:
+                    # a new root under a ratio sampler: decide here, and only call the SDK for a kept span
+                    trace_id = self._trace_ids.generate_trace_id()
+                    if trace_id & 0xFFFFFFFFFFFFFFFF >= self._bound:
+                        span = self._non_recording(self._span_context(
+                            trace_id, self._trace_ids.generate_span_id(), False, self._unsampled))
+                    else:
+                        self._trace_ids.preset = trace_id
+                if span is None:
+                    span = tracer.start_span(method, context=parent, kind=self._server,
+                                             attributes={"http.request.method": method, "url.path": path})
                 otel_token = self._ctx.attach(self._set_span(span, parent))
 
         status = 0
@@ -161,10 +179,9 @@ class TelemetryMiddleware:
             route_obj = scope.get("route")
             route = getattr(route_obj, "path", None) or UNMATCHED
             exemplar = None
-            if span is not None:
+            if span is not None and span.is_recording():
                 span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                span.set_attributes({"http.route": route, "http.response.status_code": status})
                 if failed is not None:
                     span.record_exception(failed)
                 if status >= 500:
