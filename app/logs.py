@@ -11,9 +11,13 @@ import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import get_current_span as _current_span
 
 from checks.redact import redact
 
@@ -37,11 +41,7 @@ def set_organization_id(organization_id: str | None) -> None:
 
 
 def _trace_ids() -> tuple[str | None, str | None]:
-    try:
-        from opentelemetry import trace
-    except ImportError:  # pragma: no cover - a dependency
-        return None, None
-    sc = trace.get_current_span().get_span_context()
+    sc = _current_span().get_span_context()
     if not sc.is_valid:
         return None, None
     return format(sc.trace_id, "032x"), format(sc.span_id, "016x")
@@ -83,11 +83,18 @@ class RedactingFilter(logging.Filter):
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STD and not k.startswith("_")}
+    d = record.__dict__
+    return {k: d[k] for k in d.keys() - _STD if not k.startswith("_")}
+
+
+_second: list[object] = [None, ""]  # the last formatted second: one strftime per second, not per line
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+    whole = int(record.created)
+    if _second[0] != whole:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int(record.msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -137,13 +144,95 @@ class ConsoleFormatter(logging.Formatter):
         return redact(line, self.secrets) if self.secrets else line
 
 
+class BufferedLineHandler(logging.StreamHandler):
+    """Writes whole lines in batches instead of one write and flush per line.
+
+    An access line per request made the per-line flush (a syscall) a large part of the request's
+    cost. Lines are held until 0.1 s passed, 3.5 KB piled up, a WARNING or worse arrives, or the
+    handler is flushed or closed (logging flushes every handler at exit). Each write ends on a line
+    boundary and stays under PIPE_BUF (4 KB), so workers sharing one stdout pipe never interleave
+    within a line. A process killed with SIGKILL loses at most the last 0.1 s of lines.
+    """
+
+    MAX_PENDING = 3500
+
+    def __init__(self, stream: Any = None, interval: float = 0.1) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self._pending: list[str] = []
+        self._size = 0
+        self._wake = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._flusher, name="telltale-log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            self._size += len(line)
+            urgent = record.levelno >= logging.WARNING or self._size >= self.MAX_PENDING
+        if urgent:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if not self._pending:
+                return
+            lines, self._pending, self._size = self._pending, [], 0
+            chunk: list[str] = []
+            size = 0
+            for line in lines:
+                if chunk and size + len(line) > self.MAX_PENDING:
+                    self._write("".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            self._write("".join(chunk))
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stdout must not break a request
+            pass
+
+    def setStream(self, stream: Any) -> Any:
+        self.flush()
+        return super().setStream(stream)
+
+    def close(self) -> None:
+        self.flush()
+        self._closed = True
+        self._wake.set()
+        super().close()
+
+    def _flusher(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self.flush()
+
+
 def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
     secrets = list(secrets)
-    handler = logging.StreamHandler(sys.stdout)
+    # The logging docs' "Optimization" switches: no caller lookup (a stack walk per line) and no
+    # thread/process names, none of which a JSON line carries.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = BufferedLineHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else ConsoleFormatter(secrets))
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
+    for old in root.handlers:  # hand over: nothing a previous handler holds is lost
+        old.flush()
+        if isinstance(old, BufferedLineHandler):
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
