@@ -77,3 +77,44 @@ def test_secrets_redacted_in_message_and_fields() -> None:
         configure_logging("json", "info")
     out = stream.getvalue()
     assert "hunter2" not in out and "postgres://u:" in out
+
+
+class Recording(io.StringIO):
+    """Keeps every write separately, to check where the handler cuts its batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.writes.append(s)
+        return super().write(s)
+
+
+def test_buffered_handler_batches_whole_lines_and_flushes_soon() -> None:
+    import time
+
+    from app.logs import BufferedLineHandler, JsonFormatter
+
+    stream = Recording()
+    handler = BufferedLineHandler(stream, interval=0.05)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("telltale.test.buffered")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    try:
+        for i in range(200):
+            logger.info("line %d %s", i, "x" * 40)
+        deadline = time.monotonic() + 2
+        while stream.getvalue().count("\n") < 200:
+            assert time.monotonic() < deadline, "buffered lines never reached the stream"
+            time.sleep(0.01)
+        assert all(w.endswith("\n") and len(w) <= 3600 for w in stream.writes)
+        assert len(stream.writes) < 200  # batched, not a write per line
+        before = len(stream.writes)
+        logger.warning("urgent")
+        assert len(stream.writes) == before + 1 and "urgent" in stream.writes[-1]  # no wait for the timer
+    finally:
+        handler.close()
+        logger.handlers[:] = []
+        logger.propagate = True
