@@ -168,23 +168,16 @@ class Settings(BaseSettings):
     payment_spike_failures: Annotated[int, Field(ge=1, le=100_000)] = 5
     payment_spike_window_seconds: PositiveSeconds = 300.0
 
-    @field_validator("disk_paths", mode="before")
+    @field_validator("disk_paths", "metrics_exclude_paths", "trace_exclude_paths", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
+        """Path lists from the environment: JSON (`["/", "/var"]`) or comma-separated (`/,/var`)."""
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return yaml.safe_load(value)
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
-    @field_validator("metrics_exclude_paths", "trace_exclude_paths", mode="before")
-    @classmethod
-    def _comma_path_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return yaml.safe_load(value)
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return value
 
     @field_validator("disk_paths")
     @classmethod

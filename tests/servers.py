@@ -197,8 +197,28 @@ class RedisServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class _Process:
+    """A server process with a temp dir: stop() terminates it, destroy() also removes the dir."""
+
+    proc: subprocess.Popen | None
+    root: Path
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @dataclass
-class PodmanService:
+class PodmanService(_Process):
     """`podman system service` on a unix socket: the Docker Engine API, for the Docker check."""
 
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-podman-")))
@@ -220,18 +240,6 @@ class PodmanService:
             time.sleep(0.05)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _binary(*names: str) -> str:
@@ -242,8 +250,10 @@ def _binary(*names: str) -> str:
     raise RuntimeError(f"none of {names} found: install Debian's prometheus / prometheus-alertmanager")
 
 
+
+
 @dataclass
-class AlertmanagerServer:
+class AlertmanagerServer(_Process):
     """Debian's real Alertmanager on a free port, with the given configuration text."""
 
     config: str
@@ -267,22 +277,10 @@ class AlertmanagerServer:
         wait_port(self.port)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass
-class PrometheusServer:
+class PrometheusServer(_Process):
     """Debian's real Prometheus on a free port, with the given configuration and rule files."""
 
     config: str
@@ -309,18 +307,6 @@ class PrometheusServer:
         wait_port(self.port, 30)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class WebhookRecorder:
