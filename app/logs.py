@@ -178,6 +178,15 @@ class BufferedLineHandler(logging.StreamHandler):
         if urgent:
             self.flush()
 
+    def write_line(self, line: str) -> None:
+        """Queue an already formatted line (the access log's fast path)."""
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            self._size += len(line)
+            full = self._size >= self.MAX_PENDING
+        if full:
+            self.flush()
+
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             if not self._pending:
@@ -239,3 +248,46 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+
+
+_ACCESS = logging.getLogger("telltale.access")
+_ROOT = logging.getLogger()
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def write_access_line(method: str, route: str, path: str, status: int, duration: float) -> None:
+    """One access line per request. With the JSON handler that `configure_logging` installs, the line
+    is formatted here and queued on the handler directly: the same fields and redaction as the
+    logging path, at about a third of its cost (no LogRecord, no filter chain, no dict for json.dumps).
+    Any other logging setup (console format, pytest's caplog, extra handlers) takes the logging path."""
+    handlers = _ROOT.handlers
+    handler = handlers[0] if len(handlers) == 1 else None
+    formatter = handler.formatter if handler is not None else None
+    if (type(handler) is not BufferedLineHandler or type(formatter) is not JsonFormatter
+            or _ACCESS.handlers or _ACCESS.filters or not _ACCESS.isEnabledFor(logging.INFO)):
+        _ACCESS.info("%s %s %s", method, route, status, extra={
+            "method": method, "route": route, "path": path, "status": status,
+            "duration_seconds": round(duration, 6)})
+        return
+    now = time.time()
+    whole = int(now)
+    if _second[0] != whole:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    route_json = _json_str(route)
+    parts = [
+        f'{{"timestamp":"{_second[1]}.{int((now - whole) * 1000):03d}Z","level":"info","logger":"telltale.access",'
+        f'"message":{_json_str(f"{method} {route} {status}")},"method":"{method}","route":{route_json},'
+        f'"path":{_json_str(path)},"status":{status},"duration_seconds":{round(duration, 6)!r}'
+    ]
+    ctx = REQUEST.get()
+    if ctx is not None:
+        parts.append(f',"request_id":{_json_str(ctx.request_id)}')
+        if ctx.organization_id is not None:
+            parts.append(f',"organization_id":{_json_str(ctx.organization_id)}')
+    trace_id, span_id = _trace_ids()
+    if trace_id:
+        parts.append(f',"trace_id":"{trace_id}","span_id":"{span_id}"')
+    parts.append("}\n")
+    line = "".join(parts)
+    secrets = formatter.secrets  # type: ignore[union-attr]
+    handler.write_line(redact(line, secrets) if secrets else line)  # type: ignore[union-attr]

@@ -7,6 +7,8 @@ background tasks behave, and the per-request cost is a few dict lookups and lock
   the scope we share) or `<unmatched>`: unknown paths never create series.
 - The clock stops when the application returns, i.e. after the last body chunk was sent; every
   request is counted exactly once, in `finally`. An exception is counted as a 500 and re-raised.
+- A path in both exclusion lists (by default `/metrics` and `/health/live`) passes straight through:
+  no metrics, span, access line or request id — a kubelet's probe costs nothing here.
 - Paths in `metrics_exclude_paths` are not measured; paths in `trace_exclude_paths` make no span
   and run with OpenTelemetry instrumentation suppressed, so the database and Redis calls beneath a
   readiness probe make no orphan spans either; they also write no access line.
@@ -17,7 +19,6 @@ background tasks behave, and the per-request cost is a few dict lookups and lock
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from collections.abc import Iterable
@@ -25,10 +26,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import REQUEST, RequestContext
+from app.logs import REQUEST, RequestContext, write_access_line
 from app.metrics import KNOWN_METHODS, UNMATCHED, HttpMetrics
-
-access_log = logging.getLogger("telltale.access")
 
 _REQUEST_ID_HEADER = b"x-request-id"
 _MAX_REQUEST_ID = 128
@@ -71,6 +70,7 @@ class TelemetryMiddleware:
         self.tracer = tracer
         self.metrics_exclude = frozenset(metrics_exclude)
         self.trace_exclude = frozenset(trace_exclude)
+        self.probes = self.metrics_exclude & self.trace_exclude if metrics is not None else self.trace_exclude
         self.access_log = access_log
         # request ids: a random per-process prefix and a counter, unique without a syscall per request
         self._id_prefix = os.urandom(8).hex().encode()
@@ -103,8 +103,20 @@ class TelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = _now()
         path: str = scope["path"]
+        if path in self.probes:
+            # excluded from metrics, traces and the access log alike (liveness, /metrics): nothing to
+            # measure, so no request id either; only keep instrumentation beneath it quiet
+            if self.tracer is None:
+                await self.app(scope, receive, send)
+                return
+            token = self._ctx.attach(self._suppressed)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._ctx.detach(token)
+            return
+        start = _now()
         method: str = scope["method"]
         if method not in KNOWN_METHODS:
             method = "OTHER"
@@ -193,9 +205,7 @@ class TelemetryMiddleware:
                 self.metrics.observe(method, route, status, duration, content_length,  # type: ignore[union-attr]
                                      response_size, exemplar)
             if self.access_log and not quiet:
-                access_log.info("%s %s %s", method, route, status, extra={
-                    "method": method, "route": route, "path": path, "status": status,
-                    "duration_seconds": round(duration, 6)})
+                write_access_line(method, route, path, status, duration)
             if span is not None:
                 span.end()
             if otel_token is not None:

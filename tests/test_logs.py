@@ -118,3 +118,27 @@ def test_buffered_handler_batches_whole_lines_and_flushes_soon() -> None:
         handler.close()
         logger.handlers[:] = []
         logger.propagate = True
+
+
+def test_fast_access_line_matches_the_logging_path_and_is_redacted() -> None:
+    """The access line written straight to the JSON handler has the logging path's fields and redaction."""
+    from app.logs import REQUEST, RequestContext, write_access_line
+
+    stream = capture("json", ["hunter22"])
+    token = REQUEST.set(RequestContext("req-1", "acme"))
+    try:
+        write_access_line("GET", "/files/{name}", "/files/hunter22.txt", 404, 0.0012345)
+        logging.getLogger("telltale.access").info("GET /files/{name} 404", extra={
+            "method": "GET", "route": "/files/{name}", "path": "/files/hunter22.txt", "status": 404,
+            "duration_seconds": 0.001235})
+        logging.getLogger().handlers[0].flush()
+    finally:
+        REQUEST.reset(token)
+        configure_logging("json", "info")
+    fast, slow = lines(stream)
+    assert "hunter22" not in stream.getvalue()
+    assert fast["path"] == "/files/***.txt" == slow["path"]
+    assert set(fast) == set(slow)
+    for key in ("level", "logger", "message", "method", "route", "status", "request_id", "organization_id"):
+        assert fast[key] == slow[key], key
+    assert fast["duration_seconds"] == 0.001234 or fast["duration_seconds"] == 0.001235

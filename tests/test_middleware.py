@@ -168,6 +168,9 @@ async def test_request_id_returned_and_generated() -> None:
         assert len(generated) == 24
         bad = (await c.get("/items/1", headers={"X-Request-ID": "a b\n{inject}"})).headers["x-request-id"]
         assert bad != "a b\n{inject}" and len(bad) == 24
+        # probes excluded from metrics and traces pass straight through; readiness is still measured
+        assert "x-request-id" not in (await c.get("/health/live")).headers
+        assert "x-request-id" in (await c.get("/health/ready")).headers
 
 
 async def test_metrics_token_gzip_and_formats() -> None:
