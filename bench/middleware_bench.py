@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 WRK = "/usr/bin/wrk"
 DURATION = int(os.environ.get("BENCH_SECONDS", "5"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONNECTIONS = 32
 
 VARIANTS = ["bare", "telltale", "telltale+access-log", "telltale+trace100", "telltale+trace10",
