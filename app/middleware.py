@@ -89,15 +89,20 @@ class TelemetryMiddleware:
             self._suppressed = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
             self._trace_headers = frozenset(
                 k.encode() for k in propagate.get_global_textmap().fields) or frozenset({b"traceparent"})
-            from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+            from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, get_current_span
 
+            from app.server_span import LeanSpans
             from app.telemetry import root_sampling_bound
 
-            self._bound = root_sampling_bound(tracer)
-            self._trace_ids = tracer.id_generator if self._bound is not None else None
+            # an SDK tracer: server spans are lean (app/server_span.py); any other tracer is used as is
+            sdk = all(hasattr(tracer, a) for a in ("sampler", "id_generator", "span_processor", "resource"))
+            self._lean = LeanSpans(tracer, tracer.span_processor) if sdk else None
+            self._bound = root_sampling_bound(tracer) if sdk else None
+            self._trace_ids = tracer.id_generator if sdk else None
             self._unsampled = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
             self._span_context = SpanContext
             self._non_recording = NonRecordingSpan
+            self._current_span = get_current_span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,17 +155,21 @@ class TelemetryMiddleware:
                 otel_token = self._ctx.attach(self._suppressed)
             else:
                 parent = self._extract(scope["headers"], getter=_GETTER) if traced_request else None
-                if parent is None and self._bound is not None:
-                    # a new root under a ratio sampler: decide here, and only call the SDK for a kept span
+                attributes = {"http.request.method": method, "url.path": path}
+                lean = self._lean
+                if lean is None:
+                    span = tracer.start_span(method, context=parent, kind=self._server, attributes=attributes)
+                elif parent is None and self._bound is not None:
+                    # a new root under a ratio sampler: the dropped ones cost one random draw
                     trace_id = self._trace_ids.generate_trace_id()
                     if trace_id & 0xFFFFFFFFFFFFFFFF >= self._bound:
                         span = self._non_recording(self._span_context(
                             trace_id, self._trace_ids.generate_span_id(), False, self._unsampled))
                     else:
-                        self._trace_ids.preset = trace_id
-                if span is None:
-                    span = tracer.start_span(method, context=parent, kind=self._server,
-                                             attributes={"http.request.method": method, "url.path": path})
+                        span = lean.start(method, None, None, attributes, trace_id)
+                else:
+                    remote = self._current_span(parent).get_span_context() if parent is not None else None
+                    span = lean.start(method, parent, remote, attributes)
                 otel_token = self._ctx.attach(self._set_span(span, parent))
 
         status = 0

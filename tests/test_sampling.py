@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry
 
 from app.middleware import TelemetryMiddleware
 from app.request_stats import LeanHttpMetrics
-from app.telemetry import PresetIdGenerator, root_sampling_bound
+from app.telemetry import root_sampling_bound
 
 
 def traced_app(ratio: float) -> tuple[FastAPI, InMemorySpanExporter, list[tuple[int, bool]]]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBasedTraceIdRatio(ratio), id_generator=PresetIdGenerator())
+    provider = TracerProvider(sampler=ParentBasedTraceIdRatio(ratio))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
     seen: list[tuple[int, bool]] = []
@@ -62,6 +62,46 @@ async def test_a_sampled_remote_parent_is_followed_whatever_the_ratio() -> None:
 
 
 def test_bound_only_for_ratio_samplers() -> None:
-    provider = TracerProvider(sampler=ParentBasedTraceIdRatio(0.25), id_generator=PresetIdGenerator())
+    provider = TracerProvider(sampler=ParentBasedTraceIdRatio(0.25))
     assert root_sampling_bound(provider.get_tracer("t")) == TraceIdRatioBased(0.25).bound
-    assert root_sampling_bound(TracerProvider(id_generator=PresetIdGenerator()).get_tracer("t")) is None
+    assert root_sampling_bound(TracerProvider().get_tracer("t")) is None
+
+
+async def test_lean_server_span_records_what_the_sdk_span_would() -> None:
+    """Kind, name, attributes, a handler's own attribute, the exception event and the error status."""
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    async def order(order_id: int) -> dict[str, int]:
+        get_current_span().set_attribute("app.order_id", order_id)
+        with provider.get_tracer("child").start_as_current_span("load order"):
+            pass
+        if order_id == 13:
+            raise ValueError("unlucky order")
+        return {"order_id": order_id}
+
+    app.add_middleware(TelemetryMiddleware, metrics=LeanHttpMetrics(CollectorRegistry()),
+                       tracer=provider.get_tracer("telltale"), access_log=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        assert (await c.get("/orders/7")).status_code == 200
+        assert (await c.get("/orders/13")).status_code == 500
+    spans = exporter.get_finished_spans()
+    servers = [s for s in spans if s.kind is SpanKind.SERVER]
+    children = [s for s in spans if s.name == "load order"]
+    assert [s.name for s in servers] == ["GET /orders/{order_id}"] * 2
+    ok, failed = servers
+    assert dict(ok.attributes) == {"http.request.method": "GET", "url.path": "/orders/7", "app.order_id": 7,
+                                   "http.route": "/orders/{order_id}", "http.response.status_code": 200}
+    assert ok.status.status_code is StatusCode.UNSET and ok.end_time > ok.start_time
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["http.response.status_code"] == 500
+    [event] = failed.events
+    assert event.name == "exception" and event.attributes["exception.type"] == "ValueError"
+    assert [c.parent.span_id for c in children] == [s.context.span_id for s in servers]
+    assert all(c.context.trace_id == s.context.trace_id for c, s in zip(children, servers, strict=True))
