@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -40,6 +41,8 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore = install_drain(state, settings.drain_seconds)
+        if settings.gc_tuning:
+            tune_gc()
         if settings.background_interval_seconds:
             runner.start_background(settings.background_interval_seconds)
         if state.alerting is not None:
@@ -64,6 +67,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhook.router)
     instrument_app(app, settings, registry, health_collector)
     return app
+
+
+def tune_gc() -> None:
+    """After start-up: freeze what start-up allocated (modules, routes, pydantic models), so collections
+    never walk it again, and collect the young generation every 20,000 allocations instead of 700.
+    Each request allocates short-lived containers (a traced one more, spans wait in the export queue);
+    with the default threshold the collector ran every few requests (measured: 4-5% of throughput
+    with tracing on)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def app_from_env() -> FastAPI:

@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     otel_enabled: bool = True  # tracing also needs OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     access_log: bool = True
     metrics_render: Literal["fork", "thread"] = "fork"
+    gc_tuning: bool = True
 
     # business-event alerts (alerting/)
     alertmanager_url: AnyUrl | None = None
