@@ -32,12 +32,16 @@ def uvicorn_app(target: str, *, factory: bool = False, env: dict[str, str] | Non
         wait_port(port, 30)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wrk(url: str, seconds: float = 5, connections: int = 32, threads: int = 1) -> dict[str, float]:

@@ -8,10 +8,8 @@ to a local sink that accepts and discards.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.servers import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = "/usr/bin/wrk"
@@ -112,19 +112,8 @@ def _global_tracer_provider() -> None:
 
 
 # --- the driver -------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"server on {port} did not start")
+_free_port = free_port
+_wait = wait_port
 
 
 SINK = """
