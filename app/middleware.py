@@ -236,6 +236,7 @@ def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any
     register_span_counters(registry)
     app.state.exposition_registry = exposition_registry(registry, health_collector, http)
     app.state.renderer = Renderer(settings.metrics_render)
-    app.add_middleware(TelemetryMiddleware, metrics=http, tracer=setup_tracing(settings.otel_enabled),
+    tracer = setup_tracing(settings.otel_enabled, settings.otel_export_process)
+    app.add_middleware(TelemetryMiddleware, metrics=http, tracer=tracer,
                        metrics_exclude=settings.metrics_exclude_paths, trace_exclude=settings.trace_exclude_paths,
                        access_log=settings.access_log)

@@ -84,7 +84,7 @@ def tracing_requested(enabled: bool = True) -> bool:
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
-def setup_tracing(enabled: bool = True) -> Any:
+def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
     """The process's tracer, configured once from the environment; None when tracing is off."""
     global _provider, _tracer
     if not tracing_requested(enabled):
@@ -135,7 +135,13 @@ def setup_tracing(enabled: bool = True) -> Any:
     # The batch processor logs a warning for every span it drops when its queue is full: under load that
     # is a log line per request. Drops are counted in telltale_otel_spans_dropped_total instead.
     logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
-    provider.add_span_processor(CountingBatchSpanProcessor(CountingExporter(OTLPSpanExporter())))
+    if export_in_child:
+        from app.span_export import ChildProcessExporter
+
+        exporter: SpanExporter = ChildProcessExporter()
+    else:
+        exporter = OTLPSpanExporter()
+    provider.add_span_processor(CountingBatchSpanProcessor(CountingExporter(exporter)))
     trace.set_tracer_provider(provider)
     _provider = provider
     _instrument(provider)

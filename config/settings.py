@@ -159,6 +159,7 @@ class Settings(BaseSettings):
     organization_label_cap: Annotated[int, Field(ge=1, le=100_000)] = 1000
     events_max_batch: Annotated[int, Field(ge=1, le=10_000)] = 1000
     otel_enabled: bool = True  # tracing also needs OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    otel_export_process: bool = True  # encode and send spans in a child process (app/span_export.py)
     access_log: bool = True
     metrics_render: Literal["fork", "thread"] = "fork"
     gc_tuning: bool = True
