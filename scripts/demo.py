@@ -35,19 +35,27 @@ def main() -> int:
         print(f"demo: postgres {pg.dsn}, redis {redis.url}\n"
               "  curl -H 'Authorization: Bearer demo-token' http://127.0.0.1:8000/health/detailed\n"
               "  curl http://127.0.0.1:9465/metrics", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(15)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
         pg.destroy()
         redis.destroy()
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGTERM, _interrupt)  # a signal mask would be inherited by the children
     sys.exit(main())
