@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import stat
 import tempfile
 import threading
@@ -78,6 +79,7 @@ def bench_detailed() -> list[str]:
         server.shutdown()
         pg.destroy()
         redis.destroy()
+        shutil.rmtree(root, ignore_errors=True)
     return [
         "## /health/detailed, every check on, one slow dependency (400 ms), cache off",
         f"checks per call: {n_checks}; 20 calls",
