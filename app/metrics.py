@@ -10,7 +10,6 @@ own recent observations (prometheus-client drops them in multiprocess mode; see 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -104,7 +103,6 @@ class HttpMetrics:
         self._route_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._status_children: dict[tuple[str, str, int], Any] = {}
         self._progress_children: dict[str, Any] = {}
-        self._lock = threading.Lock()
         # multiprocess mode: prometheus-client drops exemplars, so keep the latest per bucket here
         self.multiprocess = multiprocess_mode()
         self.exemplars: dict[tuple[str, str, str], Exemplar] = {}

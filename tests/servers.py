@@ -202,6 +202,17 @@ class _Process:
 
     proc: subprocess.Popen | None
     root: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _launch(self, args: list[str], timeout: float = 20.0) -> None:
+        """Start the binary in the temp dir, its stderr kept in `log` there, and wait for its port."""
+        with open(self.root / "log", "wb") as log:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, cwd=self.root)
+        wait_port(self.port, timeout)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -261,20 +272,12 @@ class AlertmanagerServer(_Process):
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-am-")))
     proc: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self) -> AlertmanagerServer:
         cfg = self.root / "alertmanager.yml"
         cfg.write_text(self.config)
-        self.proc = subprocess.Popen(
-            [_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={cfg}",
-             f"--storage.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--cluster.listen-address=", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "log", "wb"),
-        )
-        wait_port(self.port)
+        self._launch([_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={cfg}",
+                      f"--storage.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                      "--cluster.listen-address=", "--log.level=warn"])
         return self
 
 
@@ -289,22 +292,14 @@ class PrometheusServer(_Process):
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-prom-")))
     proc: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self) -> PrometheusServer:
         (self.root / "rules").mkdir(exist_ok=True)
         for name, text in self.rules.items():
             (self.root / "rules" / name).write_text(text)
         cfg = self.root / "prometheus.yml"
         cfg.write_text(self.config)
-        self.proc = subprocess.Popen(
-            [_binary("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "log", "wb"), cwd=self.root,
-        )
-        wait_port(self.port, 30)
+        self._launch([_binary("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'data'}",
+                      f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"], timeout=30)
         return self
 
 
