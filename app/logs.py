@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.trace import get_current_span as _current_span
@@ -24,10 +23,20 @@ from checks.redact import redact
 _STD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
-@dataclass(slots=True)
 class RequestContext:
-    request_id: str
-    organization_id: str | None = None
+    """The current request, for log lines. The middleware hands the id over as the header's bytes; it is
+    decoded only when a line is written."""
+
+    __slots__ = ("_id", "organization_id")
+
+    def __init__(self, request_id: str | bytes, organization_id: str | None = None) -> None:
+        self._id = request_id
+        self.organization_id = organization_id
+
+    @property
+    def request_id(self) -> str:
+        rid = self._id
+        return rid if isinstance(rid, str) else rid.decode("latin-1")
 
 
 REQUEST: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("telltale_request", default=None)

@@ -116,7 +116,8 @@ class HttpMetrics:
         child.inc()
 
     def observe(self, method: str, route: str, status: int, duration: float, request_size: int,
-                response_size: int, exemplar: dict[str, str] | None) -> None:
+                response_size: int, sampled: Any = None) -> None:
+        """`sampled`: the request's span context when its span was sampled (the duration's exemplar)."""
         self._progress_children[method].dec()
         key = (method, route, status)
         counter = self._status_children.get(key)
@@ -129,9 +130,10 @@ class HttpMetrics:
                 self.duration.labels(method, route), self.request_size.labels(method, route),
                 self.response_size.labels(method, route))
         hist, req, resp = children
-        if exemplar is None:
+        if sampled is None:
             hist.observe(duration)
         else:
+            exemplar = {"trace_id": format(sampled.trace_id, "032x"), "span_id": format(sampled.span_id, "016x")}
             hist.observe(duration, exemplar)
             if self.multiprocess:
                 self._keep_exemplar(method, route, duration, exemplar)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import REQUEST, RequestContext, write_access_line
 from app.metrics import KNOWN_METHODS, UNMATCHED, HttpMetrics
+from app.server_span import LeanServerSpan, UnsampledRootSpan
 
 _REQUEST_ID_HEADER = b"x-request-id"
 _MAX_REQUEST_ID = 128
@@ -67,6 +68,8 @@ class TelemetryMiddleware:
     ) -> None:
         self.app = app
         self.metrics = metrics
+        self._started = metrics.started if metrics is not None else None
+        self._observe = metrics.observe if metrics is not None else None
         self.tracer = tracer
         self.metrics_exclude = frozenset(metrics_exclude)
         self.trace_exclude = frozenset(trace_exclude)
@@ -89,7 +92,7 @@ class TelemetryMiddleware:
             self._suppressed = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
             self._trace_headers = frozenset(
                 k.encode() for k in propagate.get_global_textmap().fields) or frozenset({b"traceparent"})
-            from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, get_current_span
+            from opentelemetry.trace import get_current_span
 
             from app.server_span import LeanSpans
             from app.telemetry import root_sampling_bound
@@ -98,10 +101,8 @@ class TelemetryMiddleware:
             sdk = all(hasattr(tracer, a) for a in ("sampler", "id_generator", "span_processor", "resource"))
             self._lean = LeanSpans(tracer, tracer.span_processor) if sdk else None
             self._bound = root_sampling_bound(tracer) if sdk else None
-            self._trace_ids = tracer.id_generator if sdk else None
-            self._unsampled = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
-            self._span_context = SpanContext
-            self._non_recording = NonRecordingSpan
+            self._new_trace_id = tracer.id_generator.generate_trace_id if sdk else None
+            self._new_span_id = tracer.id_generator.generate_span_id if sdk else None
             self._current_span = get_current_span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,48 +144,33 @@ class TelemetryMiddleware:
                 traced_request = True
         if request_id is None:
             request_id = b"%s%08x" % (self._id_prefix, next(self._ids))
-        ctx = RequestContext(request_id.decode("latin-1"))
-        ctx_token = REQUEST.set(ctx)
+        ctx_token = REQUEST.set(RequestContext(request_id))
 
-        measured = self.metrics is not None and path not in self.metrics_exclude
+        measured = self._observe is not None and path not in self.metrics_exclude
         quiet = path in self.trace_exclude
-        span = None
+        span: Any = None
         otel_token = None
         if tracer is not None:
             if quiet:
                 otel_token = self._ctx.attach(self._suppressed)
             else:
-                parent = self._extract(scope["headers"], getter=_GETTER) if traced_request else None
-                attributes = {"http.request.method": method, "url.path": path}
-                lean = self._lean
-                if lean is None:
-                    span = tracer.start_span(method, context=parent, kind=self._server, attributes=attributes)
-                elif parent is None and self._bound is not None:
-                    # a new root under a ratio sampler: the dropped ones cost one random draw
-                    trace_id = self._trace_ids.generate_trace_id()
-                    if trace_id & 0xFFFFFFFFFFFFFFFF >= self._bound:
-                        span = self._non_recording(self._span_context(
-                            trace_id, self._trace_ids.generate_span_id(), False, self._unsampled))
-                    else:
-                        span = lean.start(method, None, None, attributes, trace_id)
-                else:
-                    remote = self._current_span(parent).get_span_context() if parent is not None else None
-                    span = lean.start(method, parent, remote, attributes)
-                otel_token = self._ctx.attach(self._set_span(span, parent))
+                span, otel_token = self._start_span(scope, method, path, traced_request)
 
         status = 0
         response_size = 0
         if measured:
-            self.metrics.started(method)  # type: ignore[union-attr]
+            self._started(method)  # type: ignore[misc]
 
-        async def send_wrapper(message: Message) -> None:
+        def send_wrapper(message: Message) -> Awaitable[None]:
+            # a plain function handing back `send`'s awaitable: no coroutine frame of its own per message
             nonlocal status, response_size
-            if message["type"] == "http.response.body":
-                response_size += len(message.get("body", b""))
-            elif message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_HEADER, request_id)]
-            await send(message)
+            elif kind == "http.response.body":
+                response_size += len(message.get("body", b""))
+            return send(message)
 
         failed: BaseException | None = None
         try:
@@ -197,29 +183,55 @@ class TelemetryMiddleware:
             duration = _now() - start
             if status == 0:
                 status = 499  # cancelled before a response started (client gone, server stopping)
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or UNMATCHED
-            exemplar = None
-            if span is not None and span.is_recording():
-                span.update_name(f"{method} {route}")
-                span.set_attributes({"http.route": route, "http.response.status_code": status})
-                if failed is not None:
-                    span.record_exception(failed)
-                if status >= 500:
-                    span.set_status(self._error)
-                sc = span.get_span_context()
-                if sc.trace_flags.sampled:
-                    exemplar = {"trace_id": format(sc.trace_id, "032x"), "span_id": format(sc.span_id, "016x")}
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            sampled = None
+            if span is not None:
+                sampled = self._end_span(span, method, route, status, failed)
             if measured:
-                self.metrics.observe(method, route, status, duration, content_length,  # type: ignore[union-attr]
-                                     response_size, exemplar)
+                self._observe(method, route, status, duration, content_length,  # type: ignore[misc]
+                              response_size, sampled)
             if self.access_log and not quiet:
                 write_access_line(method, route, path, status, duration)
-            if span is not None:
-                span.end()
             if otel_token is not None:
                 self._ctx.detach(otel_token)
             REQUEST.reset(ctx_token)
+
+    def _start_span(self, scope: Scope, method: str, path: str, traced_request: bool) -> tuple[Any, Any]:
+        """The request's server span (or the unsampled stand-in that carries its trace context), attached."""
+        parent = self._extract(scope["headers"], getter=_GETTER) if traced_request else None
+        lean = self._lean
+        if lean is None:
+            span = self.tracer.start_span(method, context=parent, kind=self._server,
+                                          attributes={"http.request.method": method, "url.path": path})
+        elif parent is None and self._bound is not None:
+            # a new root under a ratio sampler: the sampler's own test, without its call; a dropped
+            # request gets a span whose ids are drawn only if something asks for them
+            trace_id = self._new_trace_id()
+            if trace_id & 0xFFFFFFFFFFFFFFFF >= self._bound:
+                span = UnsampledRootSpan(trace_id, self._new_span_id)
+            else:
+                span = lean.start_sampled_root(method, trace_id, {"http.request.method": method, "url.path": path})
+        else:
+            remote = self._current_span(parent).get_span_context() if parent is not None else None
+            span = lean.start(method, parent, remote, {"http.request.method": method, "url.path": path})
+        return span, self._ctx.attach(self._set_span(span, parent))
+
+    def _end_span(self, span: Any, method: str, route: str, status: int, failed: BaseException | None) -> Any:
+        """Name, label and end the server span; its span context when sampled (the duration's exemplar)."""
+        if not span.is_recording():
+            return None
+        span.update_name(f"{method} {route}")
+        if type(span) is LeanServerSpan:
+            span.set_own_attributes(route, status)
+        else:
+            span.set_attributes({"http.route": route, "http.response.status_code": status})
+        if failed is not None:
+            span.record_exception(failed)
+        if status >= 500:
+            span.set_status(self._error)
+        span.end()
+        sc = span.get_span_context()
+        return sc if sc.trace_flags.sampled else None
 
 
 def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any) -> None:

@@ -13,34 +13,36 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
+
 from app.metrics import KNOWN_METHODS, LATENCY_BUCKETS, SIZE_BUCKETS, HttpMetrics, multiprocess_mode
 
-
-class _Histogram:
-    """Non-cumulative bucket counts (one per bound, plus +Inf) and the sum."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self, n: int) -> None:
-        self.counts = [0] * (n + 1)
-        self.sum = 0.0
+_LAT = len(LATENCY_BUCKETS) + 1  # bucket counts per histogram: one per bound, plus +Inf
+_SIZE = len(SIZE_BUCKETS) + 1
+_REQ = _LAT  # offsets of the request- and response-size buckets in a route's flat count list
+_RESP = _LAT + _SIZE
 
 
 class _Route:
-    __slots__ = ("duration", "exemplars", "request_size", "response_size", "statuses")
+    """One (method, route): status counts, and the three histograms as one flat list of non-cumulative
+    bucket counts (latency, request size, response size) with their three sums; the latest exemplar
+    per latency bucket is kept raw (span context, value, time) and formatted at scrape."""
+
+    __slots__ = ("counts", "exemplars", "statuses", "sums")
 
     def __init__(self) -> None:
         self.statuses: dict[int, int] = {}
-        self.duration = _Histogram(len(LATENCY_BUCKETS))
-        self.request_size = _Histogram(len(SIZE_BUCKETS))
-        self.response_size = _Histogram(len(SIZE_BUCKETS))
-        self.exemplars: dict[int, Exemplar] = {}
+        self.counts = [0] * (_LAT + 2 * _SIZE)
+        self.sums = [0.0, 0, 0]
+        self.exemplars: dict[int, tuple[SpanContext, float, float]] = {}
 
 
 class LeanHttpMetrics:
@@ -58,59 +60,60 @@ class LeanHttpMetrics:
         self._in_progress[method] += 1
 
     def observe(self, method: str, route: str, status: int, duration: float, request_size: int,
-                response_size: int, exemplar: dict[str, str] | None) -> None:
+                response_size: int, sampled: SpanContext | None) -> None:
         self._in_progress[method] -= 1
         r = self._routes.get((method, route))
         if r is None:
             r = self._routes[(method, route)] = _Route()
         statuses = r.statuses
         statuses[status] = statuses.get(status, 0) + 1
-        h = r.duration
+        counts = r.counts
         i = bisect_left(LATENCY_BUCKETS, duration)
-        h.counts[i] += 1
-        h.sum += duration
-        if exemplar is not None:
-            r.exemplars[i] = Exemplar(exemplar, duration, time.time())
-        h = r.request_size
-        h.counts[bisect_left(SIZE_BUCKETS, request_size)] += 1
-        h.sum += request_size
-        h = r.response_size
-        h.counts[bisect_left(SIZE_BUCKETS, response_size)] += 1
-        h.sum += response_size
+        counts[i] += 1
+        counts[_REQ + bisect_left(SIZE_BUCKETS, request_size) if request_size else _REQ] += 1
+        counts[_RESP + bisect_left(SIZE_BUCKETS, response_size) if response_size else _RESP] += 1
+        sums = r.sums
+        sums[0] += duration
+        sums[1] += request_size
+        sums[2] += response_size
+        if sampled is not None:
+            r.exemplars[i] = (sampled, duration, time.time())
 
     # scrape (any thread) ---------------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("http_requests", "Requests served, by route template and status",
                                        labels=["method", "route", "status"])
-        routes = list(self._routes.items())
-        for (method, route), r in routes:
+        routes = [(key, r, list(r.counts), list(r.sums), dict(r.exemplars)) for key, r in list(self._routes.items())]
+        for (method, route), r, *_ in routes:
             for status, n in list(r.statuses.items()):
                 requests.add_metric([method, route, str(status)], n)
         yield requests
-        for name, doc, attr, bounds in (
-            ("http_request_duration_seconds", "Time to the last byte of the response", "duration", LATENCY_BUCKETS),
-            ("http_request_size_bytes", "Request body size", "request_size", SIZE_BUCKETS),
-            ("http_response_size_bytes", "Response body size", "response_size", SIZE_BUCKETS),
+        for name, doc, offset, bounds, which in (
+            ("http_request_duration_seconds", "Time to the last byte of the response", 0, LATENCY_BUCKETS, 0),
+            ("http_request_size_bytes", "Request body size", _REQ, SIZE_BUCKETS, 1),
+            ("http_response_size_bytes", "Response body size", _RESP, SIZE_BUCKETS, 2),
         ):
             family = HistogramMetricFamily(name, doc, labels=["method", "route"])
             les = [*(floatToGoString(b) for b in bounds), "+Inf"]
-            for (method, route), r in routes:
-                h = getattr(r, attr)
-                counts, total = list(h.counts), h.sum
-                exemplars = r.exemplars if attr == "duration" else {}
+            for (method, route), _, counts, sums, exemplars in routes:
                 cumulative, buckets = 0, []
-                for i, (le, n) in enumerate(zip(les, counts, strict=True)):
-                    cumulative += n
-                    ex = exemplars.get(i)
-                    buckets.append((le, cumulative, ex) if ex is not None else (le, cumulative))
-                family.add_metric([method, route], buckets, total)
+                for i, le in enumerate(les):
+                    cumulative += counts[offset + i]
+                    kept = exemplars.get(i) if which == 0 else None
+                    buckets.append((le, cumulative, _exemplar(*kept)) if kept is not None else (le, cumulative))
+                family.add_metric([method, route], buckets, sums[which])
             yield family
         progress = GaugeMetricFamily("http_requests_in_progress", "Requests being served", labels=["method"])
-        seen = {m for m, _ in routes}
+        seen = {m for (m, _), *_ in routes}
         for method, n in sorted(self._in_progress.items()):
             if n or method in seen:
                 progress.add_metric([method], n)
         yield progress
+
+
+def _exemplar(context: SpanContext, value: float, timestamp: float) -> Exemplar:
+    return Exemplar({"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")},
+                    value, timestamp)
 
 
 def make_http_metrics(registry: CollectorRegistry) -> LeanHttpMetrics | HttpMetrics:

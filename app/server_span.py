@@ -13,20 +13,42 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
 _UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+
+
+class UnsampledRootSpan(NonRecordingSpan):
+    """A new root the ratio sampler dropped: it still carries a trace context (for log lines and for
+    outgoing `traceparent` headers, so downstream services agree not to sample), but its span id is
+    drawn and its SpanContext built only when something asks for them, usually nothing."""
+
+    def __init__(self, trace_id: int, span_ids: Callable[[], int]) -> None:  # no super(): it wants the context
+        self._trace_id = trace_id
+        self._span_ids = span_ids
+        self._context = None
+
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(self._trace_id, self._span_ids(), False, _UNSAMPLED)
+        return context
+
+    def is_recording(self) -> bool:
+        return False
 
 
 class LeanServerSpan(Span):
-    __slots__ = ("_context", "_ended", "_events", "_links", "_name", "_owner", "_parent", "_start", "_status",
-                 "attributes")
+    __slots__ = ("_context", "_ended", "_events", "_foreign", "_links", "_name", "_owner", "_parent", "_start",
+                 "_status", "attributes")
 
     def __init__(self, owner: Any, name: str, context: SpanContext, parent: SpanContext | None,
                  attributes: dict[str, types.AttributeValue]) -> None:
@@ -40,6 +62,13 @@ class LeanServerSpan(Span):
         self._status = _UNSET
         self._start = time.time_ns()
         self._ended = False
+        self._foreign = False  # attributes only from the middleware (str and int): no validation needed
+
+    def set_own_attributes(self, route: str, status: int) -> None:
+        """The middleware's closing attributes (known types), written without the validation pass."""
+        attributes = self.attributes
+        attributes["http.route"] = route
+        attributes["http.response.status_code"] = status
 
     def get_span_context(self) -> SpanContext:
         return self._context
@@ -49,10 +78,12 @@ class LeanServerSpan(Span):
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         if not self._ended:
+            self._foreign = True
             self.attributes.update(attributes)
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         if not self._ended:
+            self._foreign = True
             self.attributes[key] = value
 
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
@@ -94,7 +125,8 @@ class LeanServerSpan(Span):
         owner = self._owner
         readable = ReadableSpan(
             name=self._name, context=self._context, parent=self._parent, resource=owner.resource,
-            attributes=BoundedAttributes(owner.max_attributes, self.attributes, immutable=True),
+            attributes=BoundedAttributes(owner.max_attributes, self.attributes, immutable=True)
+            if self._foreign or len(self.attributes) > owner.max_attributes else self.attributes,
             events=tuple(self._events), links=tuple(self._links), kind=SpanKind.SERVER,
             instrumentation_scope=owner.scope, instrumentation_info=owner.info, status=self._status,
             start_time=self._start, end_time=end_time or time.time_ns(),
@@ -106,8 +138,6 @@ class LeanSpans:
     """Makes server spans for one SDK tracer: the configured sampler decides, lean spans record."""
 
     def __init__(self, tracer: Any, processor: Any) -> None:
-        from opentelemetry.trace import TraceFlags
-
         self.sampler = tracer.sampler
         self.ids = tracer.id_generator
         self.resource = tracer.resource
@@ -115,16 +145,18 @@ class LeanSpans:
         self.info = getattr(tracer, "instrumentation_info", None)
         self.max_attributes = 128
         self.processor = processor
-        self._sampled = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
-        self._unsampled = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+
+    def start_sampled_root(self, name: str, trace_id: int, attributes: dict[str, types.AttributeValue]) -> Span:
+        """A new root the caller's ratio test already sampled (what TraceIdRatioBased would decide:
+        record and sample, no extra attributes, no trace state)."""
+        return LeanServerSpan(self, name, SpanContext(trace_id, self.ids.generate_span_id(), False, _SAMPLED), None,
+                              attributes)
 
     def start(self, name: str, parent_context: Any, parent: SpanContext | None,
               attributes: dict[str, types.AttributeValue], trace_id: int | None = None,
               links: Sequence[Link] = ()) -> Span:
         """The server span: a LeanServerSpan when sampled, a NonRecordingSpan that carries the trace
         context otherwise. `trace_id` is set when the caller already drew it (a new root)."""
-        from opentelemetry.trace import NonRecordingSpan
-
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
             flags_random = bool(parent.trace_flags & 0x02)
@@ -136,10 +168,8 @@ class LeanSpans:
         result = self.sampler.should_sample(parent_context, trace_id, name, SpanKind.SERVER, attributes, links)
         sampled = result.decision.is_sampled()
         if flags_random:
-            flags = self._sampled if sampled else self._unsampled
+            flags = _SAMPLED if sampled else _UNSAMPLED
         else:
-            from opentelemetry.trace import TraceFlags
-
             flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
         context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, result.trace_state)
         if not result.decision.is_recording():
