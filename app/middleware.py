@@ -69,15 +69,19 @@ class TelemetryMiddleware:
         self.app = app
         self.metrics = metrics
         self._started = metrics.started if metrics is not None else None
+        self._start_counts: dict[str, int] | None = getattr(metrics, "started_counts", None)
+        # lean metrics (one process): the observation is appended here directly and folded in batches
+        self._pending: list | None = getattr(metrics, "pending", None)
+        self._flush_at: int = getattr(metrics, "FLUSH_AT", 0)
         self._observe = metrics.observe if metrics is not None else None
         self.tracer = tracer
         self.metrics_exclude = frozenset(metrics_exclude)
         self.trace_exclude = frozenset(trace_exclude)
         self.probes = self.metrics_exclude & self.trace_exclude if metrics is not None else self.trace_exclude
         self.access_log = access_log
-        # request ids: a random per-process prefix and a counter, unique without a syscall per request
-        self._id_prefix = os.urandom(8).hex().encode()
-        self._ids = itertools.count()
+        # request ids: 24 hex digits, a random per-process prefix (top bit set, so the width is fixed) and a
+        # counter; unique without a syscall per request, formatted in one step
+        self._ids = itertools.count((int.from_bytes(os.urandom(8)) | 1 << 63) << 32)
         if tracer is not None:
             from opentelemetry import context as otel_context
             from opentelemetry import propagate, trace
@@ -143,7 +147,7 @@ class TelemetryMiddleware:
             elif name in trace_headers:
                 traced_request = True
         if request_id is None:
-            request_id = b"%s%08x" % (self._id_prefix, next(self._ids))
+            request_id = b"%x" % next(self._ids)
         ctx_token = REQUEST.set(RequestContext(request_id))
 
         measured = self._observe is not None and path not in self.metrics_exclude
@@ -159,7 +163,11 @@ class TelemetryMiddleware:
         status = 0
         response_size = 0
         if measured:
-            self._started(method)  # type: ignore[misc]
+            counts = self._start_counts
+            if counts is not None:
+                counts[method] += 1
+            else:
+                self._started(method)  # type: ignore[misc]
 
         def send_wrapper(message: Message) -> Awaitable[None]:
             # a plain function handing back `send`'s awaitable: no coroutine frame of its own per message
@@ -188,8 +196,15 @@ class TelemetryMiddleware:
             if span is not None:
                 sampled = self._end_span(span, method, route, status, failed)
             if measured:
-                self._observe(method, route, status, duration, content_length,  # type: ignore[misc]
-                              response_size, sampled)
+                pending = self._pending
+                if pending is not None:
+                    pending.append((method, route, status, duration, content_length, response_size,
+                                    (sampled, time.time()) if sampled is not None else None))
+                    if len(pending) >= self._flush_at:
+                        self.metrics.flush()  # type: ignore[union-attr]
+                else:
+                    self._observe(method, route, status, duration, content_length,  # type: ignore[misc]
+                                  response_size, sampled)
             if self.access_log and not quiet:
                 write_access_line(method, route, path, status, duration)
             if otel_token is not None:
