@@ -245,6 +245,8 @@ class TelemetryMiddleware:
         if status >= 500:
             span.set_status(self._error)
         span.end()
+        if type(span) is LeanServerSpan:
+            return span.get_span_context() if span.sampled else None
         sc = span.get_span_context()
         return sc if sc.trace_flags.sampled else None
 

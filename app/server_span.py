@@ -48,11 +48,12 @@ class UnsampledRootSpan(NonRecordingSpan):
 
 class LeanServerSpan(Span):
     __slots__ = ("_context", "_ended", "_events", "_foreign", "_links", "_name", "_owner", "_parent", "_start",
-                 "_status", "attributes")
+                 "_status", "attributes", "sampled")
 
     def __init__(self, owner: Any, name: str, context: SpanContext, parent: SpanContext | None,
-                 attributes: dict[str, types.AttributeValue]) -> None:
-        self._owner = owner  # the LeanSpans that made it: processor, resource, scope
+                 attributes: dict[str, types.AttributeValue], sampled: bool = True) -> None:
+        self._owner = owner  # the LeanSpans that made it: processor, sink, resource, scope
+        self.sampled = sampled  # recorded spans are sampled unless the sampler said RECORD_ONLY
         self._name = name
         self._context = context
         self._parent = parent
@@ -131,7 +132,10 @@ class LeanServerSpan(Span):
             instrumentation_scope=owner.scope, instrumentation_info=owner.info, status=self._status,
             start_time=self._start, end_time=end_time or time.time_ns(),
         )
-        owner.processor.on_end(readable)
+        if self.sampled:
+            owner.sink(readable)
+        else:
+            owner.processor.on_end(readable)  # RECORD_ONLY: processors see it, exporters do not
 
 
 class LeanSpans:
@@ -145,6 +149,9 @@ class LeanSpans:
         self.info = getattr(tracer, "instrumentation_info", None)
         self.max_attributes = 128
         self.processor = processor
+        from app.telemetry import span_sink
+
+        self.sink = span_sink(tracer)
 
     def start_sampled_root(self, name: str, trace_id: int, attributes: dict[str, types.AttributeValue]) -> Span:
         """A new root the caller's ratio test already sampled (what TraceIdRatioBased would decide:
@@ -176,4 +183,4 @@ class LeanSpans:
             return NonRecordingSpan(context)
         if result.attributes:
             attributes = {**attributes, **result.attributes}
-        return LeanServerSpan(self, name, context, parent, attributes)
+        return LeanServerSpan(self, name, context, parent, attributes, sampled)

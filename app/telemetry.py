@@ -3,10 +3,11 @@
 No endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_SDK_DISABLED=true`
 or `TELLTALE_OTEL_ENABLED=false`: no provider, no exporter, no instrumentation, and the middleware
 makes no span at all. Otherwise one process-wide TracerProvider (resource from `OTEL_SERVICE_NAME`
-and `OTEL_RESOURCE_ATTRIBUTES`, sampler from `OTEL_TRACES_SAMPLER`/`_ARG`), a BatchSpanProcessor with a
-bounded queue (`OTEL_BSP_*`) feeding the OTLP/HTTP exporter on a background thread, and asyncpg, redis
-and httpx instrumented. A collector that is down or slow costs spans, never requests: spans that do
-not fit the queue or fail to export are counted in `telltale_otel_spans_dropped_total{reason}`.
+and `OTEL_RESOURCE_ATTRIBUTES`, sampler from `OTEL_TRACES_SAMPLER`/`_ARG`), a batching
+processor with a bounded queue (`app/span_queue.py`, `OTEL_BSP_*`) feeding the OTLP/HTTP exporter on a
+background thread, and asyncpg, redis and httpx instrumented. A collector that is down or slow costs
+spans, never requests: spans that do not fit the queue or fail to export are counted in
+`telltale_otel_spans_dropped_total{reason}`.
 
 Health probes run under `wrap_probe`: inside a traced request each check gets one child span
 (`check <name>`) carrying its status; outside one (a readiness probe, the background publisher)
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -62,6 +63,20 @@ def register_span_counters(registry: CollectorRegistry) -> None:
 
 _provider: Any = None
 _tracer: Any = None
+_queue: Any = None  # the provider's SpanQueue
+
+
+def _count_queue_full() -> None:
+    SPAN_COUNTS.queue_full += 1
+
+
+def span_sink(tracer: Any) -> Callable[[Any], None]:
+    """Where a finished, sampled server span goes: straight into the SpanQueue when it is the only
+    processor of the tracer that `setup_tracing` made, else through the provider's processors."""
+    processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
+    if tracer is _tracer and _queue is not None and processors == (_queue,):
+        return _queue.put
+    return tracer.span_processor.on_end
 
 
 def root_sampling_bound(tracer: Any) -> int | None:
@@ -86,7 +101,7 @@ def tracing_requested(enabled: bool = True) -> bool:
 
 def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
     """The process's tracer, configured once from the environment; None when tracing is off."""
-    global _provider, _tracer
+    global _provider, _tracer, _queue
     if not tracing_requested(enabled):
         return None
     if _tracer is not None:
@@ -95,7 +110,9 @@ def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from app.span_queue import SpanQueue
 
     class CountingExporter(SpanExporter):
         def __init__(self, inner: SpanExporter) -> None:
@@ -118,32 +135,21 @@ def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
         def force_flush(self, timeout_millis: int = 30000) -> bool:
             return self.inner.force_flush(timeout_millis)
 
-    class CountingBatchSpanProcessor(BatchSpanProcessor):
-        def on_end(self, span: Any) -> None:
-            if span.context.trace_flags.sampled:
-                inner = getattr(self, "_batch_processor", None)
-                queue = getattr(inner, "_queue", None)
-                if queue is not None and len(queue) >= inner._max_queue_size:  # type: ignore[union-attr]
-                    SPAN_COUNTS.queue_full += 1
-            super().on_end(span)
-
     attrs: dict[str, str] = {"service.version": __version__}
     if not os.environ.get("OTEL_SERVICE_NAME") and \
             "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
         attrs["service.name"] = "telltale"
     provider = TracerProvider(resource=Resource.create(attrs))
-    # The batch processor logs a warning for every span it drops when its queue is full: under load that
-    # is a log line per request. Drops are counted in telltale_otel_spans_dropped_total instead.
-    logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
     if export_in_child:
         from app.span_export import ChildProcessExporter
 
         exporter: SpanExporter = ChildProcessExporter()
     else:
         exporter = OTLPSpanExporter()
-    provider.add_span_processor(CountingBatchSpanProcessor(CountingExporter(exporter)))
+    queue = SpanQueue(CountingExporter(exporter), on_drop=_count_queue_full)
+    provider.add_span_processor(queue)
     trace.set_tracer_provider(provider)
-    _provider = provider
+    _provider, _queue = provider, queue
     _instrument(provider)
     _tracer = provider.get_tracer("telltale", __version__)
     log.info("tracing on", extra={"endpoint": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
