@@ -85,12 +85,21 @@ class TelemetryMiddleware:
         if tracer is not None:
             from opentelemetry import context as otel_context
             from opentelemetry import propagate, trace
-            from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+            from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
             from opentelemetry.trace import SpanKind, Status, StatusCode
+            from opentelemetry.trace.propagation import _SPAN_KEY
 
-            self._ctx = otel_context
+            from app.telemetry import runtime_context_var
+
             self._extract = propagate.extract
             self._set_span = trace.set_span_in_context
+            var = runtime_context_var()
+            # attach and detach: the runtime ContextVar's own set and reset where it is the default one
+            self._attach = var.set if var is not None else otel_context.attach
+            self._detach = var.reset if var is not None else otel_context.detach
+            self._current_context = var.get if var is not None else None
+            self._context_type = Context
+            self._span_key = _SPAN_KEY
             self._server = SpanKind.SERVER
             self._error = Status(StatusCode.ERROR)
             self._suppressed = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
@@ -120,11 +129,11 @@ class TelemetryMiddleware:
             if self.tracer is None:
                 await self.app(scope, receive, send)
                 return
-            token = self._ctx.attach(self._suppressed)
+            token = self._attach(self._suppressed)
             try:
                 await self.app(scope, receive, send)
             finally:
-                self._ctx.detach(token)
+                self._detach(token)
             return
         start = _now()
         method: str = scope["method"]
@@ -156,7 +165,7 @@ class TelemetryMiddleware:
         otel_token = None
         if tracer is not None:
             if quiet:
-                otel_token = self._ctx.attach(self._suppressed)
+                otel_token = self._attach(self._suppressed)
             else:
                 span, otel_token = self._start_span(scope, method, path, traced_request)
 
@@ -208,7 +217,7 @@ class TelemetryMiddleware:
             if self.access_log and not quiet:
                 write_access_line(method, route, path, status, duration)
             if otel_token is not None:
-                self._ctx.detach(otel_token)
+                self._detach(otel_token)
             REQUEST.reset(ctx_token)
 
     def _start_span(self, scope: Scope, method: str, path: str, traced_request: bool) -> tuple[Any, Any]:
@@ -229,7 +238,12 @@ class TelemetryMiddleware:
         else:
             remote = self._current_span(parent).get_span_context() if parent is not None else None
             span = lean.start(method, parent, remote, {"http.request.method": method, "url.path": path})
-        return span, self._ctx.attach(self._set_span(span, parent))
+        current = self._current_context
+        if current is None:
+            return span, self._attach(self._set_span(span, parent))
+        # what set_span_in_context does: a copy of the parent (or current) context with the span in it
+        return span, self._attach(self._context_type({**(parent if parent is not None else current()),
+                                                      self._span_key: span}))
 
     def _end_span(self, span: Any, method: str, route: str, status: int, failed: BaseException | None) -> Any:
         """Name, label and end the server span; its span context when sampled (the duration's exemplar)."""

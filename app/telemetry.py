@@ -70,6 +70,20 @@ def _count_queue_full() -> None:
     SPAN_COUNTS.queue_full += 1
 
 
+def runtime_context_var() -> Any:
+    """The ContextVar behind OpenTelemetry's default runtime context, or None if another runtime
+    context is configured (`OTEL_PYTHON_CONTEXT`). Setting it directly is what `context.attach` does,
+    minus two layers of calls: the middleware does it twice per request."""
+    from contextvars import ContextVar
+
+    from opentelemetry import context
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    return var if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar) else None
+
+
 def span_sink(tracer: Any) -> Callable[[Any], None]:
     """Where a finished, sampled server span goes: straight into the SpanQueue when it is the only
     processor of the tracer that `setup_tracing` made, else through the provider's processors."""
