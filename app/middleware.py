@@ -18,8 +18,10 @@ background tasks behave, and the per-request cost is a few dict lookups and lock
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import random
 import time
 from collections.abc import Awaitable, Iterable
 from typing import Any
@@ -114,7 +116,7 @@ class TelemetryMiddleware:
             sdk = all(hasattr(tracer, a) for a in ("sampler", "id_generator", "span_processor", "resource"))
             self._lean = LeanSpans(tracer, tracer.span_processor) if sdk else None
             self._bound = root_sampling_bound(tracer) if sdk else None
-            self._new_trace_id = tracer.id_generator.generate_trace_id if sdk else None
+            self._new_trace_id = _trace_id_source(tracer.id_generator) if sdk else None
             self._new_span_id = tracer.id_generator.generate_span_id if sdk else None
             self._current_span = get_current_span
 
@@ -202,7 +204,7 @@ class TelemetryMiddleware:
                 status = 499  # cancelled before a response started (client gone, server stopping)
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             sampled = None
-            if span is not None:
+            if span is not None and type(span) is not UnsampledRootSpan:
                 sampled = self._end_span(span, method, route, status, failed)
             if measured:
                 pending = self._pending
@@ -263,6 +265,16 @@ class TelemetryMiddleware:
             return span.get_span_context() if span.sampled else None
         sc = span.get_span_context()
         return sc if sc.trace_flags.sampled else None
+
+
+def _trace_id_source(ids: Any) -> Any:
+    """The id generator's trace-id draw; for the SDK's default one, the same draw as one C call."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    if type(ids) is RandomIdGenerator:
+        draw = functools.partial(random.getrandbits, 128)
+        return lambda: draw() or ids.generate_trace_id()  # 0 is invalid: the SDK draws again
+    return ids.generate_trace_id
 
 
 def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any) -> None:
