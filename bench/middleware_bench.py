@@ -23,8 +23,9 @@ from tests.servers import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = "/usr/bin/wrk"
-DURATION = int(os.environ.get("BENCH_SECONDS", "3"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))  # short rounds, many: this machine's speed drifts by minutes
+DURATION = int(os.environ.get("BENCH_SECONDS", "2"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))  # short rounds, many: this machine's speed drifts by minutes
+INSTANCES = int(os.environ.get("BENCH_INSTANCES", "2"))
 CONNECTIONS = 32
 
 VARIANTS = ["bare", "telltale", "telltale+access-log", "telltale+trace100", "telltale+trace10",
@@ -275,22 +276,27 @@ def run() -> list[str]:
         _wait(sink_port)
         rps: dict[str, list[float]] = {v: [] for v in VARIANTS}
         cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        servers = {v: Server(v, sink) for v in VARIANTS}
+        # Each variant runs in INSTANCES processes, and each round starts at a different variant: on this
+        # machine identical servers differ by up to 5% from process to process, and the first run of a
+        # round was measured 2-6% slower than the rest.
+        servers = [(v, Server(v, sink)) for _ in range(INSTANCES) for v in VARIANTS]
         try:
-            for v in VARIANTS:
-                wrk(servers[v].url, 1)  # warm up
-            for _ in range(ROUNDS):
-                for v in VARIANTS:
-                    before = _cpu_seconds(servers[v].proc.pid)
-                    r = wrk(servers[v].url, DURATION)[0]
+            for _, server in servers:
+                wrk(server.url, 1)  # warm up
+            for round_ in range(ROUNDS):
+                shift = round_ * len(servers) // ROUNDS
+                for v, server in servers[shift:] + servers[:shift]:
+                    before = _cpu_seconds(server.proc.pid)
+                    r = wrk(server.url, DURATION)[0]
                     rps[v].append(r)
-                    cpu[v].append((_cpu_seconds(servers[v].proc.pid) - before) / (r * DURATION) * 1e6)
+                    cpu[v].append((_cpu_seconds(server.proc.pid) - before) / (r * DURATION) * 1e6)
         finally:
-            for s in servers.values():
-                s.stop()
+            for _, server in servers:
+                server.stop()
         bare = statistics.median(rps["bare"])
         bare_cpu = statistics.median(cpu["bare"])
-        lines.append(f"wrk -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {DURATION}s, median req/s (ratio to bare); "
+        lines.append(f"wrk -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {DURATION}s on each of {INSTANCES} "
+                     "processes per variant, median req/s (ratio to bare); "
                      "server CPU per request (bare's / the variant's: the same ratio without wrk's share of the cores)")
         for v in VARIANTS:
             med, c = statistics.median(rps[v]), statistics.median(cpu[v])
