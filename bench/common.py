@@ -62,13 +62,18 @@ def wrk(url: str, seconds: float = 5, connections: int = 32, threads: int = 1) -
             "errors": float(non2xx.group(1)) if non2xx else 0.0}
 
 
-def interleaved(targets: dict[str, str], path: str, rounds: int = 3, seconds: float = 4) -> dict[str, list[float]]:
-    """Throughput of each already-running target, rounds interleaved so drift hits all alike."""
+def interleaved(targets: dict[str, Sequence[str]], path: str, rounds: int = 6,
+                seconds: float = 2) -> dict[str, list[float]]:
+    """Throughput of already-running targets (several processes each), rounds interleaved so drift hits
+    all alike, each round starting elsewhere: identical servers differ by up to 5% from process to
+    process on this machine, and a round's first run was measured 2-6% slower than the rest."""
+    runs = [(name, base) for name, bases in targets.items() for base in bases]
     results: dict[str, list[float]] = {name: [] for name in targets}
-    for base in targets.values():
+    for _, base in runs:
         wrk(base + path, seconds=1)  # warm up
-    for _ in range(rounds):
-        for name, base in targets.items():
+    for round_ in range(rounds):
+        shift = round_ * len(runs) // rounds
+        for name, base in runs[shift:] + runs[:shift]:
             results[name].append(wrk(base + path, seconds=seconds)["rps"])
     return results
 
