@@ -1,7 +1,10 @@
 """One pure-ASGI middleware for request metrics, the server span, the request id and the access line.
 
 Pure ASGI (no BaseHTTPMiddleware): the response passes straight through `send`, so streaming and
-background tasks behave, and the per-request cost is a few dict lookups and lock-protected adds.
+background tasks behave. Per request it adds one to a started count, appends one tuple of
+observations (folded into the totals in batches, `app/request_stats.py`), sets the request-id context
+and returns the `X-Request-ID` header; the `send` wrapper is a plain function handing back `send`'s
+awaitable, so it adds no coroutine frame per message.
 
 - `route` is the matched route's template (`scope["route"].path`, set by Starlette's router on
   the scope we share) or `<unmatched>`: unknown paths never create series.

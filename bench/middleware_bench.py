@@ -26,6 +26,7 @@ WRK = "/usr/bin/wrk"
 DURATION = int(os.environ.get("BENCH_SECONDS", "2"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))  # short rounds, many: this machine's speed drifts by minutes
 INSTANCES = int(os.environ.get("BENCH_INSTANCES", "2"))
+P99_ROUNDS = int(os.environ.get("BENCH_P99_ROUNDS", "4"))
 CONNECTIONS = 32
 
 VARIANTS = ["bare", "telltale", "telltale+access-log", "telltale+trace100", "telltale+trace10",
@@ -234,8 +235,8 @@ def scrape_p99(sink: str, render_mode: str = "fork") -> tuple[float, float, floa
     try:
         wrk(server.url, 2, 16)  # warm up
         results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-        for _ in range(2):
-            for scraping in (False, True):
+        for i in range(P99_ROUNDS):
+            for scraping in ((False, True) if i % 2 == 0 else (True, False)):
                 stop = threading.Event()
 
                 def scraper(stop: threading.Event = stop) -> None:
@@ -246,7 +247,7 @@ def scrape_p99(sink: str, render_mode: str = "fork") -> tuple[float, float, floa
                 thread = threading.Thread(target=scraper, daemon=True)
                 if scraping:
                     thread.start()
-                results[scraping].append(wrk(server.url, 6, 16))
+                results[scraping].append(wrk(server.url, 5, 16))
                 stop.set()
                 if scraping:
                     thread.join()
