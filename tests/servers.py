@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,18 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> None:
+    """Wait for an HTTP readiness endpoint to answer 200: Prometheus and Alertmanager listen before
+    they are ready, and answer 503 "Service Unavailable" until then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
 def pg_bin(name: str) -> str:
@@ -278,6 +291,7 @@ class AlertmanagerServer(_Process):
         self._launch([_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={cfg}",
                       f"--storage.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
                       "--cluster.listen-address=", "--log.level=warn"])
+        wait_ready(f"http://127.0.0.1:{self.port}/-/ready")
         return self
 
 
@@ -300,6 +314,7 @@ class PrometheusServer(_Process):
         cfg.write_text(self.config)
         self._launch([_binary("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'data'}",
                       f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"], timeout=30)
+        wait_ready(f"http://127.0.0.1:{self.port}/-/ready")
         return self
 
 
