@@ -11,10 +11,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from tests.servers import free_port, wait_port
 
 PY = sys.executable
+T = TypeVar("T")
 
 
 @contextmanager
@@ -62,18 +64,24 @@ def wrk(url: str, seconds: float = 5, connections: int = 32, threads: int = 1) -
             "errors": float(non2xx.group(1)) if non2xx else 0.0}
 
 
+def rotated(runs: Sequence[T], round_: int, rounds: int) -> list[T]:
+    """The runs in this round's order. Benchmarks run each variant in several processes (identical
+    servers differ by up to 5% from process to process on this machine) and start each round elsewhere
+    (a round's first run was measured 2-6% slower than the rest)."""
+    shift = round_ * len(runs) // rounds
+    return [*runs[shift:], *runs[:shift]]
+
+
 def interleaved(targets: dict[str, Sequence[str]], path: str, rounds: int = 6,
                 seconds: float = 2) -> dict[str, list[float]]:
     """Throughput of already-running targets (several processes each), rounds interleaved so drift hits
-    all alike, each round starting elsewhere: identical servers differ by up to 5% from process to
-    process on this machine, and a round's first run was measured 2-6% slower than the rest."""
+    all alike, in `rotated` order."""
     runs = [(name, base) for name, bases in targets.items() for base in bases]
     results: dict[str, list[float]] = {name: [] for name in targets}
     for _, base in runs:
         wrk(base + path, seconds=1)  # warm up
     for round_ in range(rounds):
-        shift = round_ * len(runs) // rounds
-        for name, base in runs[shift:] + runs[:shift]:
+        for name, base in rotated(runs, round_, rounds):
             results[name].append(wrk(base + path, seconds=seconds)["rps"])
     return results
 

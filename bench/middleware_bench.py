@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.common import rotated
 from tests.servers import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,16 +278,13 @@ def run() -> list[str]:
         _wait(sink_port)
         rps: dict[str, list[float]] = {v: [] for v in VARIANTS}
         cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        # Each variant runs in INSTANCES processes, and each round starts at a different variant: on this
-        # machine identical servers differ by up to 5% from process to process, and the first run of a
-        # round was measured 2-6% slower than the rest.
+        # each variant in INSTANCES processes, rounds in `rotated` order (see bench.common)
         servers = [(v, Server(v, sink)) for _ in range(INSTANCES) for v in VARIANTS]
         try:
             for _, server in servers:
                 wrk(server.url, 1)  # warm up
             for round_ in range(ROUNDS):
-                shift = round_ * len(servers) // ROUNDS
-                for v, server in servers[shift:] + servers[:shift]:
+                for v, server in rotated(servers, round_, ROUNDS):
                     before = _cpu_seconds(server.proc.pid)
                     r = wrk(server.url, DURATION)[0]
                     rps[v].append(r)
