@@ -36,8 +36,12 @@ class Alert:
     generator_url: str = ""
 
     def to_api(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"labels": self.labels, "annotations": self.annotations,
-                                "startsAt": _iso(self.starts_at), "endsAt": _iso(self.ends_at)}
+        body: dict[str, Any] = {
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": _iso(self.starts_at),
+            "endsAt": _iso(self.ends_at),
+        }
         if self.generator_url:
             body["generatorURL"] = self.generator_url
         return body
@@ -59,13 +63,20 @@ class AlertSender:
 
     def __post_init__(self) -> None:
         self._queue = asyncio.Queue(self.queue_size)
-        self.sent = Counter("telltale_alerts_sent_total", "Alerts posted to Alertmanager", ["alertname"],
-                            registry=self.registry)
-        self.failures = Counter("telltale_alertmanager_post_failures_total",
-                                "Failed attempts to post alerts to Alertmanager (retried)", registry=self.registry)
-        self.dropped = Counter("telltale_alerts_dropped_total",
-                               "Alerts dropped: queue full, or endsAt passed before Alertmanager answered",
-                               ["reason"], registry=self.registry)
+        self.sent = Counter(
+            "telltale_alerts_sent_total", "Alerts posted to Alertmanager", ["alertname"], registry=self.registry
+        )
+        self.failures = Counter(
+            "telltale_alertmanager_post_failures_total",
+            "Failed attempts to post alerts to Alertmanager (retried)",
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "telltale_alerts_dropped_total",
+            "Alerts dropped: queue full, or endsAt passed before Alertmanager answered",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def submit(self, alerts: list[Alert]) -> None:
         for alert in alerts:
@@ -116,8 +127,10 @@ class AlertSender:
                         self.sent.labels(alert.labels.get("alertname", "")).inc()
                     return
                 if 400 <= response.status_code < 500:  # Alertmanager refused the payload: retrying won't help
-                    log.error("Alertmanager refused alerts", extra={"status": response.status_code,
-                                                                    "reason": response.text[:200]})
+                    log.error(
+                        "Alertmanager refused alerts",
+                        extra={"status": response.status_code, "reason": response.text[:200]},
+                    )
                     self.dropped.labels("refused").inc(len(batch))
                     return
             except httpx.HTTPError as exc:

@@ -55,13 +55,21 @@ class Notification:
     payload: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "received_at": self.received_at, "receiver": self.receiver, "status": self.status,
-                "group_key": self.group_key, "alertnames": list(self.alertnames), "payload": self.payload}
+        return {
+            "id": self.id,
+            "received_at": self.received_at,
+            "receiver": self.receiver,
+            "status": self.status,
+            "group_key": self.group_key,
+            "alertnames": list(self.alertnames),
+            "payload": self.payload,
+        }
 
 
 def idempotency_key(p: WebhookPayload) -> str:
-    alerts = sorted((a.fingerprint or json.dumps(a.labels, sort_keys=True), a.status, a.startsAt, a.endsAt)
-                    for a in p.alerts)
+    alerts = sorted(
+        (a.fingerprint or json.dumps(a.labels, sort_keys=True), a.status, a.startsAt, a.endsAt) for a in p.alerts
+    )
     raw = json.dumps([p.receiver, p.groupKey, p.status, alerts], separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
@@ -79,8 +87,9 @@ class NotificationStore:
         if key in self._items:
             return self._items[key], False
         names = tuple(sorted({a.labels.get("alertname", "") for a in payload.alerts}))
-        item = Notification(key, time.time(), payload.receiver, payload.status, payload.groupKey, names,
-                            payload.model_dump(mode="json"))
+        item = Notification(
+            key, time.time(), payload.receiver, payload.status, payload.groupKey, names, payload.model_dump(mode="json")
+        )
         self._items[key] = item
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)

@@ -7,10 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-
-from alerting.alertmanager import AlertSender
-from alerting.events import EventAlerts
-from config.settings import Settings
+from telltale.alerting.alertmanager import AlertSender
+from telltale.alerting.events import EventAlerts
+from telltale.config.settings import Settings
 
 log = logging.getLogger("telltale.alerting")
 
@@ -23,10 +22,13 @@ class EventAlerting:
     def from_settings(cls, s: Settings, registry: CollectorRegistry) -> EventAlerting | None:
         if s.alertmanager_url is None:
             return None
-        rules = EventAlerts(license_warning_days=s.license_warning_days,
-                            payment_spike_failures=s.payment_spike_failures,
-                            payment_spike_window=s.payment_spike_window_seconds,
-                            environment=s.environment, max_organizations=s.organization_label_cap)
+        rules = EventAlerts(
+            license_warning_days=s.license_warning_days,
+            payment_spike_failures=s.payment_spike_failures,
+            payment_spike_window=s.payment_spike_window_seconds,
+            environment=s.environment,
+            max_organizations=s.organization_label_cap,
+        )
         return cls(rules, AlertSender(str(s.alertmanager_url), registry=registry))
 
     def handle(self, events: Iterable[Any]) -> None:

@@ -8,9 +8,8 @@ import logging
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-
-from alerting.notifications import WebhookPayload
-from app.auth import require_bearer
+from telltale.alerting.notifications import WebhookPayload
+from telltale.app.auth import require_bearer
 
 router = APIRouter()
 log = logging.getLogger("telltale.alerting")
@@ -32,14 +31,22 @@ async def receive(request: Request) -> JSONResponse:
         return JSONResponse({"detail": f"not an Alertmanager webhook payload: {detail}"}, status_code=422)
     item, new = state.notifications.record(payload)
     if new:
-        log.info("alert notification", extra={"receiver": item.receiver, "status": item.status,
-                                               "alertnames": list(item.alertnames), "notification_id": item.id})
+        log.info(
+            "alert notification",
+            extra={
+                "receiver": item.receiver,
+                "status": item.status,
+                "alertnames": list(item.alertnames),
+                "notification_id": item.id,
+            },
+        )
     return JSONResponse({"id": item.id, "duplicate": not new}, status_code=200)
 
 
 @router.get("/api/v1/alerts/notifications", summary="Recorded notifications, newest first (bearer token)")
-async def notifications(request: Request, receiver: str | None = None,
-                        limit: int = Query(100, ge=1, le=1000)) -> JSONResponse:
+async def notifications(
+    request: Request, receiver: str | None = None, limit: int = Query(100, ge=1, le=1000)
+) -> JSONResponse:
     state = request.app.state.telltale
     require_bearer(request, state.settings.alert_webhook_token, "TELLTALE_ALERT_WEBHOOK_TOKEN")
     items = state.notifications.list(receiver, limit)

@@ -18,8 +18,7 @@ def require_bearer(request: Request, token: SecretStr | None, setting: str) -> N
         )
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.get_secret_value().encode()
-    ):
-        raise HTTPException(status_code=401, detail="missing or invalid bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        raise HTTPException(
+            status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )

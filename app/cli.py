@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from config.settings import Settings, SettingsError, load_settings
+from telltale.config.settings import Settings, SettingsError, load_settings
 
 EXIT = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
@@ -74,51 +74,66 @@ def run(argv: list[str] | None = None) -> int:
 
 def _serve(settings: Settings, workers: int) -> int:
     import uvicorn
-
-    from app.logs import configure_logging
+    from telltale.app.instrumentation.logs import configure_logging
 
     if workers < 1:
         return _fail("--workers: must be at least 1")
     configure_logging(settings.log_format, settings.log_level, settings.secrets())
-    common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
-                              "access_log": False, "lifespan": "on", "timeout_graceful_shutdown": 10}
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+    }
     if workers == 1:
-        from app.main import create_app
+        from telltale.app.main import create_app
 
         uvicorn.run(create_app(settings), **common)
     else:
         import os
 
-        from app.multiprocess import cleanup_multiprocess_dir, prepare_multiprocess_dir
+        from telltale.app.instrumentation.multiprocess import cleanup_multiprocess_dir, prepare_multiprocess_dir
 
         metrics_dir = prepare_multiprocess_dir()
-        os.environ.update({f"TELLTALE_{k.upper()}": str(v) for k, v in
-                           {"host": settings.host, "port": settings.port, "log_format": settings.log_format}.items()})
+        os.environ.update(
+            {
+                f"TELLTALE_{k.upper()}": str(v)
+                for k, v in {"host": settings.host, "port": settings.port, "log_format": settings.log_format}.items()
+            }
+        )
         try:
-            uvicorn.run("app.main:app_from_env", factory=True, workers=workers, **common)
+            uvicorn.run("telltale.app.main:app_from_env", factory=True, workers=workers, **common)
         finally:
             cleanup_multiprocess_dir(metrics_dir)
     return 0
 
 
 async def _check(settings: Settings, as_json: bool, tag: str | None) -> int:
-    from checks.registry import build_checks
-    from checks.runner import CheckRunner
+    from telltale.checks.registry import build_checks
+    from telltale.checks.runner import CheckRunner
 
-    runner = CheckRunner(build_checks(settings), cache_ttl=0, deadline=settings.health_deadline_seconds,
-                         secrets=settings.secrets())
+    runner = CheckRunner(
+        build_checks(settings), cache_ttl=0, deadline=settings.health_deadline_seconds, secrets=settings.secrets()
+    )
     try:
         report = await runner.run(runner.select(tag), fresh=True)
     finally:
         await runner.close()
     now = time.time()
     if as_json:
-        print(json.dumps({"status": report.status.value,
-                          "checks": {n: r.to_dict(now) for n, r in report.results.items()}}, indent=2))
+        print(
+            json.dumps(
+                {"status": report.status.value, "checks": {n: r.to_dict(now) for n, r in report.results.items()}},
+                indent=2,
+            )
+        )
     else:
         rows = [("CHECK", "STATUS", "LATENCY", "MESSAGE")] + [
             (n, r.status.value, f"{r.latency_seconds * 1000:.1f} ms", r.error or r.message)
-            for n, r in report.results.items()]
+            for n, r in report.results.items()
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
             print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
@@ -128,7 +143,7 @@ async def _check(settings: Settings, as_json: bool, tag: str | None) -> int:
 
 def _exporter(settings: Settings, host: str | None, port: int | None) -> int:
     try:
-        from exporter.main import run_exporter
+        from telltale.exporter.main import run_exporter
     except ImportError:
         return _fail("the exporter is not available in this build")
     try:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from app.state import ServiceState
+from telltale.app.state import ServiceState
 
 log = logging.getLogger("telltale.drain")
 

@@ -21,9 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-
-from app.auth import require_bearer
-from app.logs import set_organization_id
+from telltale.app.auth import require_bearer
+from telltale.app.instrumentation.logs import set_organization_id
 
 router = APIRouter()
 
@@ -92,8 +91,16 @@ class RateLimitHit(_Event):
 
 class SuspiciousActivity(_Event):
     type: Literal["suspicious_activity"]
-    kind: Literal["brute_force", "credential_stuffing", "account_takeover", "impossible_travel",
-                  "token_reuse", "scanner", "fraud", "other"]
+    kind: Literal[
+        "brute_force",
+        "credential_stuffing",
+        "account_takeover",
+        "impossible_travel",
+        "token_reuse",
+        "scanner",
+        "fraud",
+        "other",
+    ]
 
 
 class SlaViolation(_Event):
@@ -108,13 +115,24 @@ class SlaViolation(_Event):
 
 
 Event = Annotated[
-    Deployment | LicenseValidated | LicenseExpiry | Payment | WebsocketConnections | QuotaUsage | LoginFailed
-    | RateLimitHit | SuspiciousActivity | SlaViolation,
+    Deployment
+    | LicenseValidated
+    | LicenseExpiry
+    | Payment
+    | WebsocketConnections
+    | QuotaUsage
+    | LoginFailed
+    | RateLimitHit
+    | SuspiciousActivity
+    | SlaViolation,
     Field(discriminator="type"),
 ]
 EVENT = TypeAdapter(Event)
-EVENT_TYPES = sorted(t for m in Event.__origin__.__args__  # type: ignore[attr-defined]
-                     for t in m.model_fields["type"].annotation.__args__)
+EVENT_TYPES = sorted(
+    t
+    for m in Event.__origin__.__args__  # type: ignore[attr-defined]
+    for t in m.model_fields["type"].annotation.__args__
+)
 
 
 class LabelCap:
@@ -148,40 +166,87 @@ class EventMetrics:
         r = registry
         self.received = Counter("telltale_events", "Events recorded, by type", ["type"], registry=r)
         self.rejected = Counter("telltale_events_rejected", "Events refused as invalid", registry=r)
-        self.deployments = Counter("telltale_deployments", "Deployment events", ["provider", "status", "organization"],
-                                   registry=r)
-        self.deployment_duration = Histogram("telltale_deployment_duration_seconds",
-                                             "Duration of finished deployments", ["provider", "status"],
-                                             buckets=DURATION_BUCKETS, registry=r)
-        self.license_validations = Counter("telltale_license_validations", "License validations",
-                                           ["result", "organization"], registry=r)
-        self.license_latency = Histogram("telltale_license_validation_duration_seconds", "Validation latency",
-                                         ["result"], buckets=LATENCY_BUCKETS, registry=r)
-        self.license_expiry = Gauge("telltale_license_expiry_timestamp_seconds",
-                                    "When the organization's license expires", ["organization"], registry=r,
-                                    multiprocess_mode="mostrecent")
-        self.payments = Counter("telltale_payments", "Payments", ["provider", "currency", "status", "organization"],
-                                registry=r)
-        self.payment_amount = Counter("telltale_payment_amount", "Sum of payment amounts, in the currency's major unit",
-                                      ["provider", "currency", "status"], registry=r)
-        self.websockets = Gauge("telltale_websocket_connections", "Open websocket connections reported by the platform",
-                                ["organization"], registry=r, multiprocess_mode="mostrecent")
-        self.quota_used = Gauge("telltale_organization_quota_used", "Quota used", ["organization", "resource"],
-                                registry=r, multiprocess_mode="mostrecent")
-        self.quota_limit = Gauge("telltale_organization_quota_limit", "Quota limit", ["organization", "resource"],
-                                 registry=r, multiprocess_mode="mostrecent")
+        self.deployments = Counter(
+            "telltale_deployments", "Deployment events", ["provider", "status", "organization"], registry=r
+        )
+        self.deployment_duration = Histogram(
+            "telltale_deployment_duration_seconds",
+            "Duration of finished deployments",
+            ["provider", "status"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.license_validations = Counter(
+            "telltale_license_validations", "License validations", ["result", "organization"], registry=r
+        )
+        self.license_latency = Histogram(
+            "telltale_license_validation_duration_seconds",
+            "Validation latency",
+            ["result"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.license_expiry = Gauge(
+            "telltale_license_expiry_timestamp_seconds",
+            "When the organization's license expires",
+            ["organization"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.payments = Counter(
+            "telltale_payments", "Payments", ["provider", "currency", "status", "organization"], registry=r
+        )
+        self.payment_amount = Counter(
+            "telltale_payment_amount",
+            "Sum of payment amounts, in the currency's major unit",
+            ["provider", "currency", "status"],
+            registry=r,
+        )
+        self.websockets = Gauge(
+            "telltale_websocket_connections",
+            "Open websocket connections reported by the platform",
+            ["organization"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.quota_used = Gauge(
+            "telltale_organization_quota_used",
+            "Quota used",
+            ["organization", "resource"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.quota_limit = Gauge(
+            "telltale_organization_quota_limit",
+            "Quota limit",
+            ["organization", "resource"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.login_failures = Counter("telltale_login_failures", "Failed logins", ["organization"], registry=r)
-        self.rate_limit_hits = Counter("telltale_rate_limit_hits", "Requests refused by rate limiting",
-                                       ["organization"], registry=r)
-        self.suspicious = Counter("telltale_suspicious_activity", "Suspicious activity reports",
-                                  ["kind", "organization"], registry=r)
-        self.sla_violations = Counter("telltale_sla_violations", "SLA violations reported by the platform",
-                                      ["organization", "objective"], registry=r)
-        self.org_folded = Counter("telltale_organization_labels_folded",
-                                  "Events whose organization was folded into `other` by the cap", registry=r)
-        self.label_folded = Counter("telltale_event_label_values_folded",
-                                    "Events whose provider, currency or resource was folded into `other`",
-                                    ["label"], registry=r)
+        self.rate_limit_hits = Counter(
+            "telltale_rate_limit_hits", "Requests refused by rate limiting", ["organization"], registry=r
+        )
+        self.suspicious = Counter(
+            "telltale_suspicious_activity", "Suspicious activity reports", ["kind", "organization"], registry=r
+        )
+        self.sla_violations = Counter(
+            "telltale_sla_violations",
+            "SLA violations reported by the platform",
+            ["organization", "objective"],
+            registry=r,
+        )
+        self.org_folded = Counter(
+            "telltale_organization_labels_folded",
+            "Events whose organization was folded into `other` by the cap",
+            registry=r,
+        )
+        self.label_folded = Counter(
+            "telltale_event_label_values_folded",
+            "Events whose provider, currency or resource was folded into `other`",
+            ["label"],
+            registry=r,
+        )
         self.organization = LabelCap(organization_cap, self.org_folded)
         self.provider = LabelCap(SMALL_CAP, self.label_folded.labels("provider"))
         self.currency = LabelCap(SMALL_CAP, self.label_folded.labels("currency"))
@@ -226,9 +291,15 @@ class EventMetrics:
 
 
 def _reason(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"field": ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int)) or
-             ".".join(str(p) for p in err["loc"]) or "type", "message": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)]
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int))
+            or ".".join(str(p) for p in err["loc"])
+            or "type",
+            "message": err["msg"],
+        }
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
 
 
 def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -269,6 +340,10 @@ async def ingest(request: Request) -> JSONResponse:
         state.alerting.handle(good)  # queued; never waits on Alertmanager
     if rejected:
         metrics.rejected.inc(len(rejected))
-        return _problem(422, f"{len(rejected)} of {len(items)} events rejected; the others were recorded",
-                        accepted=len(good), rejected=rejected)
+        return _problem(
+            422,
+            f"{len(rejected)} of {len(items)} events rejected; the others were recorded",
+            accepted=len(good),
+            rejected=rejected,
+        )
     return JSONResponse({"accepted": len(good)}, status_code=202)

@@ -7,13 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-
-from app import __version__
-from app.auth import require_bearer
-from app.state import ServiceState
-from checks.base import Result, Status
-from checks.registry import READY
-from checks.runner import Report
+from telltale.app import __version__
+from telltale.app.auth import require_bearer
+from telltale.app.state import ServiceState
+from telltale.checks.base import Result, Status
+from telltale.checks.registry import READY
+from telltale.checks.runner import Report
 
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store"}
@@ -49,8 +48,7 @@ async def ready(request: Request, verbose: str | None = None, exclude: list[str]
     report = await state.runner.run(names)
     if verbose is not None:
         return _verbose(report)
-    status = Status.UNHEALTHY if any(r.status is Status.UNHEALTHY for r in report.results.values()) \
-        else Status.HEALTHY
+    status = Status.UNHEALTHY if any(r.status is Status.UNHEALTHY for r in report.results.values()) else Status.HEALTHY
     body: dict[str, Any] = {"status": status.value, "timestamp": _iso(report.generated_at)}
     failing = [n for n, r in report.results.items() if r.status is Status.UNHEALTHY]
     if failing:
@@ -99,18 +97,23 @@ async def one_check(request: Request, name: str, verbose: str | None = None) -> 
 
 def _verbose(report: Report) -> Response:
     """Like the Kubernetes API server's `/readyz?verbose`: one line per check."""
-    lines = [f"[{'+' if r.status is Status.HEALTHY else '-'}]{n} {r.status.value}"
-             + (f": {r.message}" if r.status is not Status.HEALTHY else "")
-             for n, r in report.results.items()]
+    lines = [
+        f"[{'+' if r.status is Status.HEALTHY else '-'}]{n} {r.status.value}"
+        + (f": {r.message}" if r.status is not Status.HEALTHY else "")
+        for n, r in report.results.items()
+    ]
     verdict = "passed" if report.status is not Status.UNHEALTHY else "failed"
     lines.append(f"health check {verdict}")
     return PlainTextResponse("\n".join(lines) + "\n", status_code=_code(report.status), headers=NO_STORE)
 
 
 def _metadata(state: ServiceState) -> dict[str, Any]:
-    return {"environment": state.settings.environment, "version": __version__,
-            "uptime_seconds": round(state.uptime(), 3),
-            "mode": "background" if state.runner.background_interval else "on-demand"}
+    return {
+        "environment": state.settings.environment,
+        "version": __version__,
+        "uptime_seconds": round(state.uptime(), 3),
+        "mode": "background" if state.runner.background_interval else "on-demand",
+    }
 
 
 def _ietf(state: ServiceState, report: Report) -> Response:
@@ -130,8 +133,13 @@ def _ietf(state: ServiceState, report: Report) -> Response:
 
 
 def _ietf_check(r: Result) -> dict[str, Any]:
-    item: dict[str, Any] = {"componentType": r.component, "observedValue": round(r.latency_seconds * 1000, 3),
-                            "observedUnit": "ms", "status": r.status.ietf(), "time": _iso(r.checked_at)}
+    item: dict[str, Any] = {
+        "componentType": r.component,
+        "observedValue": round(r.latency_seconds * 1000, 3),
+        "observedUnit": "ms",
+        "status": r.status.ietf(),
+        "time": _iso(r.checked_at),
+    }
     if r.status is not Status.HEALTHY:
         item["output"] = r.error or r.message
     return item

@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-
-from alerting import webhook
-from alerting.service import EventAlerting
-from app import __version__, events, health, metrics, telemetry
-from app.drain import install_drain
-from app.middleware import instrument_app
-from app.state import ServiceState
-from checks.registry import build_checks
-from checks.runner import CheckRunner
-from config.settings import Settings, load_settings
+from telltale.alerting import webhook
+from telltale.alerting.service import EventAlerting
+from telltale.app import __version__, events, health, metrics
+from telltale.app.drain import install_drain
+from telltale.app.instrumentation import tracing as telemetry
+from telltale.app.instrumentation.middleware import instrument_app
+from telltale.app.state import ServiceState
+from telltale.checks.registry import build_checks
+from telltale.checks.runner import CheckRunner
+from telltale.config.settings import Settings, load_settings
 
 log = logging.getLogger("telltale")
 
@@ -35,8 +35,9 @@ def create_app(settings: Settings) -> FastAPI:
     registry = CollectorRegistry()
     health_collector = metrics.HealthCollector(runner)
     registry.register(health_collector)
-    state = ServiceState(settings=settings, runner=runner, registry=registry,
-                         alerting=EventAlerting.from_settings(settings, registry))
+    state = ServiceState(
+        settings=settings, runner=runner, registry=registry, alerting=EventAlerting.from_settings(settings, registry)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,8 +59,14 @@ def create_app(settings: Settings) -> FastAPI:
             telemetry.shutdown()
 
     # FastAPI's native telemetry is off: TelemetryMiddleware makes the server spans (docs/tracing.md).
-    app = FastAPI(title="Telltale", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title="Telltale",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.telltale = state
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -82,7 +89,7 @@ def tune_gc() -> None:
 
 def app_from_env() -> FastAPI:
     """Uvicorn factory for `--workers N`: each worker reads the same settings (and sets up its logging)."""
-    from app.logs import configure_logging
+    from telltale.app.instrumentation.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level, settings.secrets())

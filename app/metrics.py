@@ -9,23 +9,18 @@ own recent observations (prometheus-client drops them in multiprocess mode; see 
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.samples import Exemplar, Sample
-from prometheus_client.utils import floatToGoString
-
-from app import __version__
-from app.auth import require_bearer
-from app.exposition import render_sync
-from checks.base import Status
-from checks.runner import CheckRunner, aggregate
+from telltale.app import __version__
+from telltale.app.auth import require_bearer
+from telltale.app.instrumentation.exposition import render_sync
+from telltale.checks.base import Status
+from telltale.checks.runner import CheckRunner, aggregate
 
 router = APIRouter()
 _STATUSES = [s.value for s in Status]
@@ -33,17 +28,6 @@ _STATUSES = [s.value for s in Status]
 # No `_created` series: they double the series count of every counter and histogram for a value
 # nobody graphs, and rendering cost is per line.
 disable_created_metrics()
-
-UNMATCHED = "<unmatched>"
-# Web latencies, 5 ms to 10 s: 11 bounds (+Inf), enough for the SLO thresholds in prometheus/.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Bodies: 100 B to 10 MB, one bucket per decade.
-SIZE_BUCKETS = (100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
-
-
-def multiprocess_mode() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 class HealthCollector:
@@ -54,17 +38,26 @@ class HealthCollector:
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
-        status = GaugeMetricFamily("telltale_health_check_status",
-                                   "1 for the check's current status, 0 for the others", labels=["check", "status"])
-        duration = GaugeMetricFamily("telltale_health_check_duration_seconds",
-                                     "Latency of the check's last run", labels=["check"])
-        age = GaugeMetricFamily("telltale_health_check_age_seconds", "Age of the result currently served",
-                                labels=["check"])
+        status = GaugeMetricFamily(
+            "telltale_health_check_status",
+            "1 for the check's current status, 0 for the others",
+            labels=["check", "status"],
+        )
+        duration = GaugeMetricFamily(
+            "telltale_health_check_duration_seconds", "Latency of the check's last run", labels=["check"]
+        )
+        age = GaugeMetricFamily(
+            "telltale_health_check_age_seconds", "Age of the result currently served", labels=["check"]
+        )
         overall = GaugeMetricFamily("telltale_health_status", "1 for the aggregate status", labels=["status"])
-        tls = GaugeMetricFamily("telltale_tls_certificate_expiry_timestamp_seconds",
-                                "notAfter of the certificate served by a configured TLS host", labels=["host"])
-        heartbeat = GaugeMetricFamily("telltale_scheduler_heartbeat_timestamp_seconds",
-                                      "Last scheduler heartbeat read from Redis")
+        tls = GaugeMetricFamily(
+            "telltale_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate served by a configured TLS host",
+            labels=["host"],
+        )
+        heartbeat = GaugeMetricFamily(
+            "telltale_scheduler_heartbeat_timestamp_seconds", "Last scheduler heartbeat read from Redis"
+        )
         results = [r for n in self.runner.checks if (r := self.runner.latest(n)) is not None]
         for r in results:
             for s in _STATUSES:
@@ -86,107 +79,6 @@ class HealthCollector:
         yield from (status, duration, age, overall, tls, heartbeat, info)
 
 
-class HttpMetrics:
-    """The request-metrics series, with label children cached so the hot path is a dict lookup."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("http_requests", "Requests served, by route template and status",
-                                ["method", "route", "status"], registry=registry)
-        self.duration = Histogram("http_request_duration_seconds", "Time to the last byte of the response",
-                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.in_progress = Gauge("http_requests_in_progress", "Requests being served", ["method"],
-                                 registry=registry, multiprocess_mode="livesum")
-        self.request_size = Histogram("http_request_size_bytes", "Request body size", ["method", "route"],
-                                      buckets=SIZE_BUCKETS, registry=registry)
-        self.response_size = Histogram("http_response_size_bytes", "Response body size", ["method", "route"],
-                                       buckets=SIZE_BUCKETS, registry=registry)
-        self._route_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
-        self._status_children: dict[tuple[str, str, int], Any] = {}
-        self._progress_children: dict[str, Any] = {}
-        # multiprocess mode: prometheus-client drops exemplars, so keep the latest per bucket here
-        self.multiprocess = multiprocess_mode()
-        self.exemplars: dict[tuple[str, str, str], Exemplar] = {}
-        self._bounds = [*LATENCY_BUCKETS, float("inf")]
-        self._bound_labels = [floatToGoString(b) for b in self._bounds]
-
-    def started(self, method: str) -> None:
-        child = self._progress_children.get(method)
-        if child is None:
-            child = self._progress_children[method] = self.in_progress.labels(method)
-        child.inc()
-
-    def observe(self, method: str, route: str, status: int, duration: float, request_size: int,
-                response_size: int, sampled: Any = None) -> None:
-        """`sampled`: the request's span context when its span was sampled (the duration's exemplar)."""
-        self._progress_children[method].dec()
-        key = (method, route, status)
-        counter = self._status_children.get(key)
-        if counter is None:
-            counter = self._status_children[key] = self.requests.labels(method, route, str(status))
-        counter.inc()
-        children = self._route_children.get((method, route))
-        if children is None:
-            children = self._route_children[(method, route)] = (
-                self.duration.labels(method, route), self.request_size.labels(method, route),
-                self.response_size.labels(method, route))
-        hist, req, resp = children
-        if sampled is None:
-            hist.observe(duration)
-        else:
-            exemplar = {"trace_id": format(sampled.trace_id, "032x"), "span_id": format(sampled.span_id, "016x")}
-            hist.observe(duration, exemplar)
-            if self.multiprocess:
-                self._keep_exemplar(method, route, duration, exemplar)
-        req.observe(request_size)
-        resp.observe(response_size)
-
-    def _keep_exemplar(self, method: str, route: str, value: float, labels: dict[str, str]) -> None:
-        for bound, le in zip(self._bounds, self._bound_labels, strict=True):
-            if value <= bound:
-                self.exemplars[(method, route, le)] = Exemplar(labels, value, time.time())
-                return
-
-
-class _MultiProcessExposition:
-    """prometheus-client's multiprocess collector, with this worker's exemplars put back on the buckets.
-
-    An exemplar is one example trace per bucket; the answering worker's latest one is as good an
-    example as any worker's, and the bucket counts themselves are the sum over every worker.
-    """
-
-    def __init__(self, http: HttpMetrics) -> None:
-        from prometheus_client import multiprocess
-
-        self.http = http
-        self.inner = multiprocess.MultiProcessCollector(None)
-
-    def collect(self) -> Iterable[Metric]:
-        exemplars = self.http.exemplars
-        for metric in self.inner.collect():
-            if metric.name == "http_request_duration_seconds" and exemplars:
-                samples = []
-                for s in metric.samples:
-                    if s.name.endswith("_bucket"):
-                        ex = exemplars.get((s.labels.get("method", ""), s.labels.get("route", ""),
-                                            s.labels.get("le", "")))
-                        if ex is not None:
-                            s = Sample(s.name, s.labels, s.value, s.timestamp, ex)
-                    samples.append(s)
-                metric.samples = samples
-            yield metric
-
-
-def exposition_registry(registry: CollectorRegistry, health: HealthCollector, http: HttpMetrics) -> \
-        CollectorRegistry:
-    """What `/metrics` renders: the app's registry, or under several workers their merged files."""
-    if not multiprocess_mode():
-        return registry
-    merged = CollectorRegistry(auto_describe=False)
-    merged.register(_MultiProcessExposition(http))  # type: ignore[arg-type]
-    merged.register(health)  # type: ignore[arg-type]  # per-process view of the shared dependencies
-    return merged
-
-
 render = render_sync  # the synchronous renderer, for benchmarks and tests
 
 
@@ -197,6 +89,7 @@ async def metrics(request: Request) -> Response:
         require_bearer(request, state.settings.metrics_token, "TELLTALE_METRICS_TOKEN")
     registry = getattr(request.app.state, "exposition_registry", None) or state.registry
     body, content_type, gzipped = await request.app.state.renderer.render(
-        registry, request.headers.get("accept"), request.headers.get("accept-encoding"))
+        registry, request.headers.get("accept"), request.headers.get("accept-encoding")
+    )
     headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {"Vary": "Accept-Encoding"}
     return Response(body, media_type=None, headers={"Content-Type": content_type, **headers})

@@ -6,11 +6,10 @@ import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-
-from alerting.notifications import NotificationStore
-from alerting.service import EventAlerting
-from checks.runner import CheckRunner
-from config.settings import Settings
+from telltale.alerting.notifications import NotificationStore
+from telltale.alerting.service import EventAlerting
+from telltale.checks.runner import CheckRunner
+from telltale.config.settings import Settings
 
 
 @dataclass

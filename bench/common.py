@@ -20,12 +20,29 @@ T = TypeVar("T")
 
 
 @contextmanager
-def uvicorn_app(target: str, *, factory: bool = False, env: dict[str, str] | None = None,
-                extra: Sequence[str] = ()) -> Iterator[str]:
+def uvicorn_app(
+    target: str, *, factory: bool = False, env: dict[str, str] | None = None, extra: Sequence[str] = ()
+) -> Iterator[str]:
     """Serve `module:attr` under uvicorn (1 worker, uvloop, httptools, no access log); yield the base URL."""
     port = free_port()
-    cmd = [PY, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-           "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra]
+    cmd = [
+        PY,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     if factory:
         cmd.append("--factory")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
@@ -51,8 +68,12 @@ def wrk(url: str, seconds: float = 5, connections: int = 32, threads: int = 1) -
     binary = shutil.which("wrk")
     if not binary:
         raise RuntimeError("wrk not found: apt-get install wrk (make bench installs it)")
-    out = subprocess.run([binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {}
     for pct in ("50", "99"):
@@ -60,8 +81,12 @@ def wrk(url: str, seconds: float = 5, connections: int = 32, threads: int = 1) -
         if m:
             lat[pct] = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[m.group(2)]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50_ms": lat.get("50", float("nan")), "p99_ms": lat.get("99", float("nan")),
-            "errors": float(non2xx.group(1)) if non2xx else 0.0}
+    return {
+        "rps": rps,
+        "p50_ms": lat.get("50", float("nan")),
+        "p99_ms": lat.get("99", float("nan")),
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }
 
 
 def rotated(runs: Sequence[T], round_: int, rounds: int) -> list[T]:
@@ -72,8 +97,9 @@ def rotated(runs: Sequence[T], round_: int, rounds: int) -> list[T]:
     return [*runs[shift:], *runs[:shift]]
 
 
-def interleaved(targets: dict[str, Sequence[str]], path: str, rounds: int = 6,
-                seconds: float = 2) -> dict[str, list[float]]:
+def interleaved(
+    targets: dict[str, Sequence[str]], path: str, rounds: int = 6, seconds: float = 2
+) -> dict[str, list[float]]:
     """Throughput of already-running targets (several processes each), rounds interleaved so drift hits
     all alike, in `rotated` order."""
     runs = [(name, base) for name, bases in targets.items() for base in bases]

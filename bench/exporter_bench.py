@@ -49,9 +49,15 @@ def _measure(name: str, proc: subprocess.Popen, port: int) -> dict:
     problems = (check.stdout + check.stderr).decode().strip().splitlines()
     times.sort()
     return {
-        "name": name, "median": statistics.median(times), "p99": times[int(len(times) * 0.99) - 1],
-        "max": times[-1], "cpu": cpu / SCRAPES, "rss": ps.memory_info().rss, "samples": body.count(b"\n"),
-        "promtool": check.returncode == 0, "problems": len(problems),
+        "name": name,
+        "median": statistics.median(times),
+        "p99": times[int(len(times) * 0.99) - 1],
+        "max": times[-1],
+        "cpu": cpu / SCRAPES,
+        "rss": ps.memory_info().rss,
+        "samples": body.count(b"\n"),
+        "promtool": check.returncode == 0,
+        "problems": len(problems),
     }
 
 
@@ -76,9 +82,13 @@ def run() -> list[str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
 
         port = free_port()
-        env = {**base, "TELLTALE_DATABASE_URL": pg.dsn, "TELLTALE_REDIS_URL": rs.url,
-               "TELLTALE_QUEUES": '[{"name": "default", "backend": "sql"}, {"name": "emails"}]',
-               "TELLTALE_EXPORTER_LOG_LEVEL": "warning"}
+        env = {
+            **base,
+            "TELLTALE_DATABASE_URL": pg.dsn,
+            "TELLTALE_REDIS_URL": rs.url,
+            "TELLTALE_QUEUES": '[{"name": "default", "backend": "sql"}, {"name": "emails"}]',
+            "TELLTALE_EXPORTER_LOG_LEVEL": "warning",
+        }
         python = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable
         procs.append(_start([python, "-m", "exporter", "--port", str(port)], env))
         results.append(_measure("telltale exporter (postgres+redis+queues+disk+sql)", procs[-1], port))
@@ -89,8 +99,12 @@ def run() -> list[str]:
         results.append(_measure("prometheus-postgres-exporter", procs[-1], port))
 
         port = free_port()
-        procs.append(_start([REDIS_EXPORTER, f"--redis.addr=redis://127.0.0.1:{rs.port}",
-                             f"--web.listen-address=127.0.0.1:{port}"], base))
+        procs.append(
+            _start(
+                [REDIS_EXPORTER, f"--redis.addr=redis://127.0.0.1:{rs.port}", f"--web.listen-address=127.0.0.1:{port}"],
+                base,
+            )
+        )
         results.append(_measure("prometheus-redis-exporter", procs[-1], port))
     finally:
         for p in procs:
@@ -98,20 +112,27 @@ def run() -> list[str]:
         pg.destroy()
         rs.destroy()
 
-    lines = [f"exporter scrape benchmark: {SCRAPES} scrapes each after {WARMUP} warm-up, keep-alive HTTP",
-             f"{'exporter':52} {'median':>9} {'p99':>9} {'max':>9} {'cpu/scrape':>11} {'rss':>8} "
-             f"{'lines':>6}  promtool"]
+    lines = [
+        f"exporter scrape benchmark: {SCRAPES} scrapes each after {WARMUP} warm-up, keep-alive HTTP",
+        f"{'exporter':52} {'median':>9} {'p99':>9} {'max':>9} {'cpu/scrape':>11} {'rss':>8} {'lines':>6}  promtool",
+    ]
     for r in results:
         verdict = "pass" if r["promtool"] else f"FAIL ({r['problems']} problems)"
-        lines.append(f"{r['name']:52} {r['median'] * 1e3:7.2f}ms {r['p99'] * 1e3:7.2f}ms {r['max'] * 1e3:7.2f}ms "
-                     f"{r['cpu'] * 1e3:9.2f}ms {r['rss'] / 2**20:6.1f}MB {r['samples']:6d}  {verdict}")
+        lines.append(
+            f"{r['name']:52} {r['median'] * 1e3:7.2f}ms {r['p99'] * 1e3:7.2f}ms {r['max'] * 1e3:7.2f}ms "
+            f"{r['cpu'] * 1e3:9.2f}ms {r['rss'] / 2**20:6.1f}MB {r['samples']:6d}  {verdict}"
+        )
     tt, pgx, rdx = results
     both = pgx["median"] + rdx["median"]
-    lines.append(f"sum of the two exporters' medians: {both * 1e3:.2f} ms; telltale median {tt['median'] * 1e3:.2f} ms"
-                 f" -> {'OK' if tt['median'] <= both else 'SLOWER'} (goal: telltale <= sum)")
+    lines.append(
+        f"sum of the two exporters' medians: {both * 1e3:.2f} ms; telltale median {tt['median'] * 1e3:.2f} ms"
+        f" -> {'OK' if tt['median'] <= both else 'SLOWER'} (goal: telltale <= sum)"
+    )
     fast = "OK" if tt["max"] < 0.05 else "MISSED"
-    lines.append(f"telltale slowest scrape {tt['max'] * 1e3:.1f} ms (goal < 50 ms): {fast};"
-                 f" rss {tt['rss'] / 2**20:.1f} MB (goal < 64 MB): {'OK' if tt['rss'] < 64 * 2**20 else 'MISSED'}")
+    lines.append(
+        f"telltale slowest scrape {tt['max'] * 1e3:.1f} ms (goal < 50 ms): {fast};"
+        f" rss {tt['rss'] / 2**20:.1f} MB (goal < 64 MB): {'OK' if tt['rss'] < 64 * 2**20 else 'MISSED'}"
+    )
     return lines
 
 

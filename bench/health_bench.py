@@ -56,15 +56,19 @@ def bench_detailed() -> list[str]:
     root = Path(tempfile.mkdtemp(prefix="telltale-bench-"))
     deps = [{"name": n, "url": f"http://127.0.0.1:{http_port}/{n}", "timeout_seconds": 1.5} for n in DELAYS]
     env = {
-        "TELLTALE_DATABASE_URL": pg.dsn, "TELLTALE_REDIS_URL": redis.url, "TELLTALE_HEALTH_TOKEN": TOKEN,
-        "TELLTALE_HTTP_DEPENDENCIES": json.dumps(deps), "TELLTALE_QUEUES": json.dumps([{"name": "default"}]),
+        "TELLTALE_DATABASE_URL": pg.dsn,
+        "TELLTALE_REDIS_URL": redis.url,
+        "TELLTALE_HEALTH_TOKEN": TOKEN,
+        "TELLTALE_HTTP_DEPENDENCIES": json.dumps(deps),
+        "TELLTALE_QUEUES": json.dumps([{"name": "default"}]),
         "TELLTALE_SCHEDULER_HEARTBEAT_KEY": "schedule:heartbeat",
         "TELLTALE_TERRAFORM_BINARY": _terraform_stand_in(root),
-        "TELLTALE_CACHE_TTL_SECONDS": "0", "TELLTALE_HEALTH_DEADLINE_SECONDS": "2",
+        "TELLTALE_CACHE_TTL_SECONDS": "0",
+        "TELLTALE_HEALTH_DEADLINE_SECONDS": "2",
     }
     redis.cli("set", "schedule:heartbeat", str(int(__import__("time").time())))
     try:
-        with uvicorn_app("app.main:app_from_env", factory=True, env=env) as base:
+        with uvicorn_app("telltale.app.main:app_from_env", factory=True, env=env) as base:
             times, sums, slowest = [], [], []
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
                 c.get("/health/detailed")
@@ -95,7 +99,7 @@ def bench_detailed() -> list[str]:
 def bench_live() -> list[str]:
     with contextlib.ExitStack() as stack:
         bare = [stack.enter_context(uvicorn_app("bench.apps:bare")) for _ in range(2)]
-        telltale = [stack.enter_context(uvicorn_app("app.main:app_from_env", factory=True)) for _ in range(2)]
+        telltale = [stack.enter_context(uvicorn_app("telltale.app.main:app_from_env", factory=True)) for _ in range(2)]
         rps = interleaved({"bare FastAPI": bare, "telltale": telltale}, "/health/live", rounds=6, seconds=2)
     b, t = median(rps["bare FastAPI"]), median(rps["telltale"])
     return [

@@ -30,8 +30,18 @@ INSTANCES = int(os.environ.get("BENCH_INSTANCES", "2"))
 P99_ROUNDS = int(os.environ.get("BENCH_P99_ROUNDS", "4"))
 CONNECTIONS = 32
 
-VARIANTS = ["bare", "telltale", "telltale+access-log", "telltale+trace100", "telltale+trace10",
-            "handwritten", "instrumentator", "starlette-exporter", "otel-fastapi", "fastapi-native"]
+VARIANTS = [
+    "bare",
+    "telltale",
+    "telltale+access-log",
+    "telltale+trace100",
+    "telltale+trace10",
+    "handwritten",
+    "instrumentator",
+    "starlette-exporter",
+    "otel-fastapi",
+    "fastapi-native",
+]
 
 
 # --- the apps (built inside the uvicorn process from BENCH_VARIANT) ------------------------------
@@ -50,10 +60,9 @@ def make_app() -> Any:
 
     if variant.startswith("telltale"):
         from prometheus_client import CollectorRegistry, Counter
-
-        from app.middleware import TelemetryMiddleware
-        from app.request_stats import make_http_metrics
-        from app.telemetry import setup_tracing
+        from telltale.app.instrumentation.middleware import TelemetryMiddleware
+        from telltale.app.instrumentation.request_stats import make_http_metrics
+        from telltale.app.instrumentation.tracing import setup_tracing
 
         registry = CollectorRegistry()
         http = make_http_metrics(registry)
@@ -69,14 +78,13 @@ def make_app() -> Any:
         if "access-log" in variant:
             import logging
 
-            from app.logs import configure_logging
+            from telltale.app.instrumentation.logs import configure_logging
 
             configure_logging("json", "info")
             logging.getLogger().handlers[0].setStream(open(os.devnull, "w"))  # type: ignore[attr-defined]
 
         from starlette.responses import Response
-
-        from app.exposition import Renderer
+        from telltale.app.instrumentation.exposition import Renderer
 
         renderer = Renderer(os.environ.get("BENCH_RENDER", "fork"))
 
@@ -85,8 +93,7 @@ def make_app() -> Any:
             body, ctype, _ = await renderer.render(registry, None, None)
             return Response(body, headers={"Content-Type": ctype})
 
-        app.add_middleware(TelemetryMiddleware, metrics=http, tracer=tracer,
-                           access_log="access-log" in variant)
+        app.add_middleware(TelemetryMiddleware, metrics=http, tracer=tracer, access_log="access-log" in variant)
     elif variant == "handwritten":
         app.add_middleware(HandwrittenMetrics)
     elif variant == "instrumentator":
@@ -112,14 +119,14 @@ class HandwrittenMetrics:
 
     def __init__(self, app: Any) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        from app.metrics import LATENCY_BUCKETS
+        from telltale.app.instrumentation.http_metrics import LATENCY_BUCKETS
 
         registry = CollectorRegistry()
         self.app = app
         self.requests = Counter("http_requests", "", ["method", "route", "status"], registry=registry)
-        self.duration = Histogram("http_request_duration_seconds", "", ["method", "route"],
-                                  buckets=LATENCY_BUCKETS, registry=registry)
+        self.duration = Histogram(
+            "http_request_duration_seconds", "", ["method", "route"], buckets=LATENCY_BUCKETS, registry=registry
+        )
         self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -142,8 +149,10 @@ class HandwrittenMetrics:
             key = (scope["method"], route, status)
             children = self.children.get(key)
             if children is None:
-                children = self.children[key] = (self.requests.labels(key[0], route, str(status)),
-                                                 self.duration.labels(key[0], route))
+                children = self.children[key] = (
+                    self.requests.labels(key[0], route, str(status)),
+                    self.duration.labels(key[0], route),
+                )
             children[0].inc()
             children[1].observe(time.perf_counter() - start)
 
@@ -181,12 +190,39 @@ class Server:
     def __init__(self, variant: str, sink: str, series: int = 0, render: str = "fork") -> None:
         self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_", "TELLTALE_"))}
-        env.update({"BENCH_VARIANT": variant, "BENCH_SERIES": str(series), "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
-                    "PYTHONPATH": str(ROOT), "BENCH_RENDER": render})
+        env.update(
+            {
+                "BENCH_VARIANT": variant,
+                "BENCH_SERIES": str(series),
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+                "PYTHONPATH": str(ROOT),
+                "BENCH_RENDER": render,
+            }
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.middleware_bench:make_app", "--factory", "--port",
-             str(self.port), "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-             "--log-level", "warning"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.middleware_bench:make_app",
+                "--factory",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait(self.port)
         self.url = f"http://127.0.0.1:{self.port}/"
 
@@ -200,8 +236,9 @@ class Server:
 
 def wrk(url: str, seconds: int, connections: int = CONNECTIONS) -> tuple[float, float]:
     """(requests/s, p99 latency in ms)."""
-    out = subprocess.run([WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else float("nan")
@@ -210,8 +247,7 @@ def wrk(url: str, seconds: int, connections: int = CONNECTIONS) -> tuple[float, 
 
 def render_cost(series: int = 10_000) -> tuple[float, float, int]:
     from prometheus_client import CollectorRegistry, Counter
-
-    from app.metrics import render
+    from telltale.app.metrics import render
 
     registry = CollectorRegistry()
     c = Counter("bench_filler", "series to render", ["n"], registry=registry)
@@ -237,7 +273,7 @@ def scrape_p99(sink: str, render_mode: str = "fork") -> tuple[float, float, floa
         wrk(server.url, 2, 16)  # warm up
         results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
         for i in range(P99_ROUNDS):
-            for scraping in ((False, True) if i % 2 == 0 else (True, False)):
+            for scraping in (False, True) if i % 2 == 0 else (True, False):
                 stop = threading.Event()
 
                 def scraper(stop: threading.Event = stop) -> None:
@@ -254,8 +290,12 @@ def scrape_p99(sink: str, render_mode: str = "fork") -> tuple[float, float, floa
                     thread.join()
         base = statistics.median(p for _, p in results[False])
         scraped = statistics.median(p for _, p in results[True])
-        return base, scraped, statistics.median(r for r, _ in results[False]), \
-            statistics.median(r for r, _ in results[True])
+        return (
+            base,
+            scraped,
+            statistics.median(r for r, _ in results[False]),
+            statistics.median(r for r, _ in results[True]),
+        )
     finally:
         server.stop()
 
@@ -294,22 +334,27 @@ def run() -> list[str]:
                 server.stop()
         bare = statistics.median(rps["bare"])
         bare_cpu = statistics.median(cpu["bare"])
-        lines.append(f"wrk -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {DURATION}s on each of {INSTANCES} "
-                     "processes per variant, median req/s (ratio to bare); "
-                     "server CPU per request (bare's / the variant's: the same ratio without wrk's share of the cores)")
+        lines.append(
+            f"wrk -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {DURATION}s on each of {INSTANCES} "
+            "processes per variant, median req/s (ratio to bare); "
+            "server CPU per request (bare's / the variant's: the same ratio without wrk's share of the cores)"
+        )
         for v in VARIANTS:
             med, c = statistics.median(rps[v]), statistics.median(cpu[v])
             goal = f"  goal >= {GOALS[v]:.2f}x: {'met' if med / bare >= GOALS[v] else 'MISSED'}" if v in GOALS else ""
-            lines.append(f"  {v:<22} {med:9.0f} req/s  {med / bare:5.2f}x   cpu {c:6.1f} us/req "
-                         f"{bare_cpu / c:5.2f}x{goal}")
+            lines.append(
+                f"  {v:<22} {med:9.0f} req/s  {med / bare:5.2f}x   cpu {c:6.1f} us/req {bare_cpu / c:5.2f}x{goal}"
+            )
         text_ms, om_ms, n = render_cost()
         lines.append(f"render /metrics, 10,000 series ({n} lines): text {text_ms:.1f} ms, OpenMetrics {om_ms:.1f} ms")
         for mode in ("fork", "thread"):
             base, scraped, base_rps, scraped_rps = scrape_p99(sink, mode)
             ratio = scraped / base
             goal = f" (goal <= 1.2x: {'met' if ratio <= 1.2 else 'MISSED'})" if mode == "fork" else " (for comparison)"
-            lines.append(f"p99 under load (wrk -c16), render in a {mode}: no scrape {base:.2f} ms, 10k-series scrape "
-                         f"every 1 s {scraped:.2f} ms = {ratio:.2f}x{goal}; req/s {base_rps:.0f} vs {scraped_rps:.0f}")
+            lines.append(
+                f"p99 under load (wrk -c16), render in a {mode}: no scrape {base:.2f} ms, 10k-series scrape "
+                f"every 1 s {scraped:.2f} ms = {ratio:.2f}x{goal}; req/s {base_rps:.0f} vs {scraped_rps:.0f}"
+            )
     finally:
         sink_proc.terminate()
         sink_proc.wait()

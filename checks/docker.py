@@ -6,13 +6,13 @@ import json
 import os
 
 import httpx
-
-from checks.base import Check, Observation, Status
+from telltale.checks.base import Check, Observation, Status
 
 
 def docker_client(socket_path: str, timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path), base_url="http://docker",
-                             timeout=timeout)
+    return httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=socket_path), base_url="http://docker", timeout=timeout
+    )
 
 
 class DockerCheck(Check):
@@ -25,20 +25,30 @@ class DockerCheck(Check):
 
     async def probe(self) -> Observation:
         if not os.path.exists(self.socket_path):  # noqa: ASYNC240 - one stat of a local path
-            return Observation(Status.UNHEALTHY, f"docker socket {self.socket_path} not found",
-                               {"socket": self.socket_path})
+            return Observation(
+                Status.UNHEALTHY, f"docker socket {self.socket_path} not found", {"socket": self.socket_path}
+            )
         try:
             ping = await self.client.get("/_ping")
             ping.raise_for_status()
             version = (await self.client.get("/version")).raise_for_status().json()
-            unhealthy = (await self.client.get(
-                "/containers/json", params={"all": "true", "filters": json.dumps({"health": ["unhealthy"]})}
-            )).raise_for_status().json()
+            unhealthy = (
+                (
+                    await self.client.get(
+                        "/containers/json", params={"all": "true", "filters": json.dumps({"health": ["unhealthy"]})}
+                    )
+                )
+                .raise_for_status()
+                .json()
+            )
         except httpx.TimeoutException as exc:  # the runner reports it as the timeout it is
             raise TimeoutError(str(exc)) from exc
         names = [(c.get("Names") or ["?"])[0].lstrip("/") for c in unhealthy]
-        observed = {"version": version.get("Version"), "api_version": version.get("ApiVersion"),
-                    "unhealthy_containers": names}
+        observed = {
+            "version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "unhealthy_containers": names,
+        }
         if names:
             return Observation(Status.DEGRADED, f"unhealthy containers: {', '.join(names[:10])}", observed)
         return Observation(Status.HEALTHY, f"engine {version.get('Version')}", observed)

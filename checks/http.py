@@ -5,15 +5,23 @@ from __future__ import annotations
 import time
 
 import httpx
-
-from checks.base import Check, Observation, Status, grade
+from telltale.checks.base import Check, Observation, Status, grade
 
 
 class HttpCheck(Check):
     component = "http"
 
-    def __init__(self, name: str, url: str, client: httpx.AsyncClient, *, method: str = "GET",
-                 expected_status: list[int] | None = None, degraded_seconds: float = 1.0, **kw) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        method: str = "GET",
+        expected_status: list[int] | None = None,
+        degraded_seconds: float = 1.0,
+        **kw,
+    ) -> None:
         super().__init__(name, **kw)
         self.url, self.client, self.method = url, client, method
         self.expected = expected_status or [200, 204]

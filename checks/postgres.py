@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import asyncpg
-
-from checks.base import Check, Observation, Status, grade, worst
+from telltale.checks.base import Check, Observation, Status, grade, worst
 
 _QUERY = """
 select (select count(*) from pg_stat_activity where backend_type = 'client backend') as connections,
@@ -17,8 +16,16 @@ select (select count(*) from pg_stat_activity where backend_type = 'client backe
 class PostgresCheck(Check):
     component = "database"
 
-    def __init__(self, name: str, dsn: str, *, degraded_seconds: float = 1.0,
-                 connections_degraded: float = 0.8, connections_unhealthy: float = 0.95, **kw) -> None:
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        *,
+        degraded_seconds: float = 1.0,
+        connections_degraded: float = 0.8,
+        connections_unhealthy: float = 0.95,
+        **kw,
+    ) -> None:
         super().__init__(name, **kw)
         self._dsn = dsn
         self.degraded_seconds = degraded_seconds
@@ -31,8 +38,12 @@ class PostgresCheck(Check):
             # One small pool per process; connections open lazily (min_size=0) and are re-opened
             # after an outage. The runner's single flight means one probe at a time per check.
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=0, max_size=2, max_inactive_connection_lifetime=60,
-                timeout=self.timeout, command_timeout=self.timeout,
+                self._dsn,
+                min_size=0,
+                max_size=2,
+                max_inactive_connection_lifetime=60,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
                 server_settings={"application_name": "telltale-health"},
             )
         return self._pool
@@ -52,8 +63,12 @@ class PostgresCheck(Check):
             grade(ratio, self.connections_degraded, self.connections_unhealthy),
         ]
         status = worst(statuses)
-        observed = {"query_seconds": round(latency, 6), "connections": row["connections"],
-                    "max_connections": row["max_connections"], "connections_ratio": round(ratio, 4)}
+        observed = {
+            "query_seconds": round(latency, 6),
+            "connections": row["connections"],
+            "max_connections": row["max_connections"],
+            "connections_ratio": round(ratio, 4),
+        }
         if status is Status.HEALTHY:
             msg = f"query in {latency * 1000:.1f} ms; {row['connections']}/{row['max_connections']} connections"
         elif statuses[1] is not Status.HEALTHY:

@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-
-from checks.base import Check, Observation, Status, grade, worst
-from config.settings import QueueSpec
+from telltale.checks.base import Check, Observation, Status, grade, worst
+from telltale.config.settings import QueueSpec
 
 
 async def redis_queue_state(client: aioredis.Redis, spec: QueueSpec, now: float) -> dict[str, Any]:
@@ -84,9 +83,17 @@ def _fresh(value: str, now: float, max_age: float) -> bool:
 class QueueCheck(Check):
     component = "queue"
 
-    def __init__(self, name: str, specs: list[QueueSpec], *, client: aioredis.Redis | None,
-                 pg_check: Any | None = None, depth_degraded: int = 1000, depth_unhealthy: int = 10000,
-                 **kw) -> None:
+    def __init__(
+        self,
+        name: str,
+        specs: list[QueueSpec],
+        *,
+        client: aioredis.Redis | None,
+        pg_check: Any | None = None,
+        depth_degraded: int = 1000,
+        depth_unhealthy: int = 10000,
+        **kw,
+    ) -> None:
         super().__init__(name, **kw)
         self.specs = specs
         self.client = client

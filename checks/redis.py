@@ -5,22 +5,34 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
-
-from checks.base import Check, Observation, Status, grade, worst
+from telltale.checks.base import Check, Observation, Status, grade, worst
 
 
 def make_client(url: str, timeout: float) -> aioredis.Redis:
     return aioredis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0,
-        retry_on_timeout=False, max_connections=4, decode_responses=True,
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=0,
+        retry_on_timeout=False,
+        max_connections=4,
+        decode_responses=True,
     )
 
 
 class RedisCheck(Check):
     component = "cache"
 
-    def __init__(self, name: str, client: aioredis.Redis, *, degraded_seconds: float = 0.1,
-                 memory_degraded: float = 0.8, memory_unhealthy: float = 0.95, **kw) -> None:
+    def __init__(
+        self,
+        name: str,
+        client: aioredis.Redis,
+        *,
+        degraded_seconds: float = 0.1,
+        memory_degraded: float = 0.8,
+        memory_unhealthy: float = 0.95,
+        **kw,
+    ) -> None:
         super().__init__(name, **kw)
         self.client = client
         self.degraded_seconds = degraded_seconds
@@ -34,10 +46,16 @@ class RedisCheck(Check):
         info = await self.client.info("memory")
         used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
         ratio = used / limit if limit else 0.0
-        statuses = [grade(latency, self.degraded_seconds, None),
-                    grade(ratio, self.memory_degraded, self.memory_unhealthy) if limit else Status.HEALTHY]
-        observed = {"ping_seconds": round(latency, 6), "used_memory_bytes": used, "maxmemory_bytes": limit,
-                    "memory_ratio": round(ratio, 4)}
+        statuses = [
+            grade(latency, self.degraded_seconds, None),
+            grade(ratio, self.memory_degraded, self.memory_unhealthy) if limit else Status.HEALTHY,
+        ]
+        observed = {
+            "ping_seconds": round(latency, 6),
+            "used_memory_bytes": used,
+            "maxmemory_bytes": limit,
+            "memory_ratio": round(ratio, 4),
+        }
         status = worst(statuses)
         if statuses[1] is not Status.HEALTHY:
             msg = f"memory {ratio:.0%} of maxmemory"

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from checks.base import Check, Observation, Result, Status
-from checks.redact import redact
+from telltale.checks.base import Check, Observation, Result, Status
+from telltale.checks.redact import redact
 
 log = logging.getLogger("telltale.checks")
 
@@ -156,9 +156,16 @@ class CheckRunner:
         latency = time.perf_counter() - started
         message = redact(obs.message, self._secrets)
         return Result(
-            name=check.name, component=check.component, status=obs.status, message=message,
-            latency_seconds=latency, checked_at=started_wall, critical=check.critical, tags=check.tags,
-            observed=obs.observed, error=error,
+            name=check.name,
+            component=check.component,
+            status=obs.status,
+            message=message,
+            latency_seconds=latency,
+            checked_at=started_wall,
+            critical=check.critical,
+            tags=check.tags,
+            observed=obs.observed,
+            error=error,
         )
 
     async def _call(self, check: Check) -> Observation:
@@ -188,13 +195,23 @@ class CheckRunner:
         state.reported = reported
         if reported is raw:
             return result
-        held = (f"{state.failures}/{check.failure_threshold} failures" if raw is not Status.HEALTHY
-                else f"{state.successes}/{check.success_threshold} successes")
+        held = (
+            f"{state.failures}/{check.failure_threshold} failures"
+            if raw is not Status.HEALTHY
+            else f"{state.successes}/{check.success_threshold} successes"
+        )
         return Result(
-            name=result.name, component=result.component, status=reported,
+            name=result.name,
+            component=result.component,
+            status=reported,
             message=f"{result.message} (held at {reported.value}: {held})".strip(),
-            latency_seconds=result.latency_seconds, checked_at=result.checked_at, critical=result.critical,
-            tags=result.tags, observed=result.observed, error=result.error, raw_status=raw,
+            latency_seconds=result.latency_seconds,
+            checked_at=result.checked_at,
+            critical=result.critical,
+            tags=result.tags,
+            observed=result.observed,
+            error=result.error,
+            raw_status=raw,
         )
 
     # background publisher -------------------------------------------------------------------------

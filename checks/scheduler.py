@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
-
-from checks.base import Check, Observation, Status
-from checks.queue import _parse_ts
+from telltale.checks.base import Check, Observation, Status
+from telltale.checks.queue import _parse_ts
 
 
 class SchedulerCheck(Check):
@@ -26,8 +25,12 @@ class SchedulerCheck(Check):
         except ValueError:
             return Observation(Status.UNHEALTHY, f"heartbeat at {self.key} is not a timestamp", {"key": self.key})
         age = max(0.0, time.time() - last)
-        observed = {"key": self.key, "last_run_timestamp": last, "age_seconds": round(age, 3),
-                    "max_age_seconds": self.max_age}
+        observed = {
+            "key": self.key,
+            "last_run_timestamp": last,
+            "age_seconds": round(age, 3),
+            "max_age_seconds": self.max_age,
+        }
         if age > self.max_age:
             return Observation(Status.UNHEALTHY, f"last run {age:.0f}s ago (limit {self.max_age:g}s)", observed)
         return Observation(Status.HEALTHY, f"last run {age:.0f}s ago", observed)

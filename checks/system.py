@@ -7,15 +7,13 @@ import os
 import time
 
 import psutil
-
-from checks.base import Check, Observation, grade, worst
+from telltale.checks.base import Check, Observation, grade, worst
 
 
 class DiskCheck(Check):
     component = "disk"
 
-    def __init__(self, name: str, paths: list[str], *, degraded: float = 0.8, unhealthy: float = 0.9,
-                 **kw) -> None:
+    def __init__(self, name: str, paths: list[str], *, degraded: float = 0.8, unhealthy: float = 0.9, **kw) -> None:
         super().__init__(name, **kw)
         self.paths, self.degraded, self.unhealthy = paths, degraded, unhealthy
 
@@ -43,8 +41,12 @@ class MemoryCheck(Check):
         vm = psutil.virtual_memory()
         ratio = 1 - vm.available / vm.total
         rss = psutil.Process().memory_info().rss
-        observed = {"used_ratio": round(ratio, 4), "available_bytes": vm.available,
-                    "total_bytes": vm.total, "process_resident_bytes": rss}
+        observed = {
+            "used_ratio": round(ratio, 4),
+            "available_bytes": vm.available,
+            "total_bytes": vm.total,
+            "process_resident_bytes": rss,
+        }
         return Observation(grade(ratio, self.degraded, self.unhealthy), f"memory {ratio:.0%} used", observed)
 
 
@@ -59,10 +61,16 @@ class CpuLoadCheck(Check):
         load1, load5, load15 = os.getloadavg()
         cores = os.cpu_count() or 1
         per_core = load1 / cores
-        observed = {"load1": load1, "load5": load5, "load15": load15, "cores": cores,
-                    "load1_per_core": round(per_core, 3)}
-        return Observation(grade(per_core, self.degraded, self.unhealthy),
-                           f"load {load1:.2f} on {cores} cores", observed)
+        observed = {
+            "load1": load1,
+            "load5": load5,
+            "load15": load15,
+            "cores": cores,
+            "load1_per_core": round(per_core, 3),
+        }
+        return Observation(
+            grade(per_core, self.degraded, self.unhealthy), f"load {load1:.2f} on {cores} cores", observed
+        )
 
 
 class EventLoopLagCheck(Check):
@@ -70,8 +78,9 @@ class EventLoopLagCheck(Check):
 
     component = "event_loop"
 
-    def __init__(self, name: str, *, degraded: float = 0.1, unhealthy: float = 1.0,
-                 sample: float = 0.005, **kw) -> None:
+    def __init__(
+        self, name: str, *, degraded: float = 0.1, unhealthy: float = 1.0, sample: float = 0.005, **kw
+    ) -> None:
         super().__init__(name, **kw)
         self.degraded, self.unhealthy, self.sample = degraded, unhealthy, sample
 
@@ -79,5 +88,6 @@ class EventLoopLagCheck(Check):
         started = time.perf_counter()
         await asyncio.sleep(self.sample)
         lag = max(0.0, time.perf_counter() - started - self.sample)
-        return Observation(grade(lag, self.degraded, self.unhealthy), f"loop lag {lag * 1000:.1f} ms",
-                           {"lag_seconds": round(lag, 6)})
+        return Observation(
+            grade(lag, self.degraded, self.unhealthy), f"loop lag {lag * 1000:.1f} ms", {"lag_seconds": round(lag, 6)}
+        )

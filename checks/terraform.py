@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from checks.base import Check, Observation, Status
+from telltale.checks.base import Check, Observation, Status
 
 
 async def terraform_version(binary: str, timeout: float) -> dict:
@@ -61,9 +61,15 @@ class TerraformCheck(Check):
             obs = Observation(Status.UNHEALTHY, str(exc), {"binary": self.binary})
         else:
             version = info.get("terraform_version", "unknown")
-            obs = Observation(Status.HEALTHY, f"terraform {version}",
-                              {"binary": self.binary, "version": version,
-                               "outdated": bool(info.get("terraform_outdated", False)),
-                               "platform": info.get("platform")})
+            obs = Observation(
+                Status.HEALTHY,
+                f"terraform {version}",
+                {
+                    "binary": self.binary,
+                    "version": version,
+                    "outdated": bool(info.get("terraform_outdated", False)),
+                    "platform": info.get("platform"),
+                },
+            )
         self._cached = (now, obs)
         return obs

@@ -6,15 +6,23 @@ import asyncio
 import ssl
 import time
 
-from checks.base import Check, Observation, Status, worst
-from config.settings import TlsHost
+from telltale.checks.base import Check, Observation, Status, worst
+from telltale.config.settings import TlsHost
 
 
 class TlsCheck(Check):
     component = "tls"
 
-    def __init__(self, name: str, hosts: list[TlsHost], *, ca_file: str | None = None,
-                 degraded_days: float = 14, unhealthy_days: float = 3, **kw) -> None:
+    def __init__(
+        self,
+        name: str,
+        hosts: list[TlsHost],
+        *,
+        ca_file: str | None = None,
+        degraded_days: float = 14,
+        unhealthy_days: float = 3,
+        **kw,
+    ) -> None:
         super().__init__(name, **kw)
         self.hosts = hosts
         self.degraded_days, self.unhealthy_days = degraded_days, unhealthy_days
@@ -23,8 +31,9 @@ class TlsCheck(Check):
     async def _one(self, target: TlsHost) -> tuple[Status, str, dict]:
         label = f"{target.host}:{target.port}"
         try:
-            _, writer = await asyncio.open_connection(target.host, target.port, ssl=self.context,
-                                                      server_hostname=target.server_name or target.host)
+            _, writer = await asyncio.open_connection(
+                target.host, target.port, ssl=self.context, server_hostname=target.server_name or target.host
+            )
         except ssl.SSLCertVerificationError as exc:
             return Status.UNHEALTHY, f"{label} invalid certificate: {exc.verify_message}", {"valid": False}
         except (OSError, ssl.SSLError) as exc:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
+from telltale.checks.base import Check, Observation, Status, grade
 from websockets.asyncio.client import connect
-
-from checks.base import Check, Observation, Status, grade
 
 
 class WebSocketCheck(Check):
@@ -23,5 +22,8 @@ class WebSocketCheck(Check):
             subprotocol = ws.subprotocol
         status = grade(latency, self.degraded_seconds, None)
         msg = f"handshake in {latency * 1000:.1f} ms"
-        return Observation(status if status is Status.HEALTHY else Status.DEGRADED, msg,
-                           {"handshake_seconds": round(latency, 6), "subprotocol": subprotocol})
+        return Observation(
+            status if status is Status.HEALTHY else Status.DEGRADED,
+            msg,
+            {"handshake_seconds": round(latency, 6), "subprotocol": subprotocol},
+        )

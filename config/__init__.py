@@ -1,5 +1,5 @@
 """Settings: read once at start, validated, passed in."""
 
-from config.settings import HttpDependency, QueueSpec, Settings, SettingsError, TlsHost, load_settings
+from telltale.config.settings import HttpDependency, QueueSpec, Settings, SettingsError, TlsHost, load_settings
 
 __all__ = ["HttpDependency", "QueueSpec", "Settings", "SettingsError", "TlsHost", "load_settings"]

@@ -12,8 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
-
-from config.settings import SettingsError
+from telltale.config.settings import SettingsError
 
 EXPORTER_ENV_PREFIX = "TELLTALE_EXPORTER_"
 DEFAULT_QUERIES_FILE = str(Path(__file__).resolve().parent.parent / "exporter" / "queries.yml")
@@ -24,7 +23,10 @@ class ExporterSettings(BaseSettings):
     """Where the exporter listens and how long it may spend per scrape."""
 
     model_config = SettingsConfigDict(
-        env_prefix=EXPORTER_ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False,
+        env_prefix=EXPORTER_ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
         validate_default=True,
     )
 

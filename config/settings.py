@@ -26,15 +26,28 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
-
-from checks.redact import redact
+from telltale.checks.redact import redact
 
 ENV_PREFIX = "TELLTALE_"
 CONFIG_ENV = "TELLTALE_CONFIG"
 NAME_PATTERN = r"^[a-z][a-z0-9_\-]{0,62}$"
 
-RESERVED_CHECK_NAMES = frozenset({"disk", "memory", "cpu", "event_loop", "postgres", "redis", "queue", "scheduler",
-                                   "terraform", "docker", "websocket", "tls"})
+RESERVED_CHECK_NAMES = frozenset(
+    {
+        "disk",
+        "memory",
+        "cpu",
+        "event_loop",
+        "postgres",
+        "redis",
+        "queue",
+        "scheduler",
+        "terraform",
+        "docker",
+        "websocket",
+        "tls",
+    }
+)
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -152,10 +165,10 @@ class Settings(BaseSettings):
     drain_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
 
     # request metrics, events, tracing, logs
-    metrics_exclude_paths: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["/metrics", "/health/live"])
+    metrics_exclude_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["/metrics", "/health/live"])
     trace_exclude_paths: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["/metrics", "/health/live", "/health/ready"])
+        default_factory=lambda: ["/metrics", "/health/live", "/health/ready"]
+    )
     organization_label_cap: Annotated[int, Field(ge=1, le=100_000)] = 1000
     events_max_batch: Annotated[int, Field(ge=1, le=10_000)] = 1000
     otel_enabled: bool = True  # tracing also needs OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
@@ -179,7 +192,6 @@ class Settings(BaseSettings):
                 return yaml.safe_load(value)
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
-
 
     @field_validator("disk_paths")
     @classmethod
@@ -220,8 +232,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value this configuration holds, for redaction."""
-        out = [s.get_secret_value() for s in (self.health_token, self.metrics_token, self.ingest_token,
-                                               self.alert_webhook_token) if s]
+        out = [
+            s.get_secret_value()
+            for s in (self.health_token, self.metrics_token, self.ingest_token, self.alert_webhook_token)
+            if s
+        ]
         for url in (self.database_url, self.redis_url):
             if url is not None and getattr(url, "hosts", None):
                 for h in url.hosts():

@@ -1,5 +1,5 @@
 """`python -m exporter [--host H] [--port P]`: the same as `telltale exporter`."""
 
-from exporter.main import cli
+from telltale.exporter.main import cli
 
 cli()

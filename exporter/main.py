@@ -20,17 +20,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-
-from checks.redact import redact
-from config.exporter import ExporterSettings, load_exporter_settings
-from config.settings import Settings, SettingsError, load_settings
-from exporter.collectors.base import Collector, PgPool
-from exporter.collectors.disk import DiskCollector
-from exporter.collectors.postgres import PostgresCollector
-from exporter.collectors.queues import QueueCollector
-from exporter.collectors.redis import RedisCollector
-from exporter.collectors.sql import SqlCollector, load_queries
-from exporter.collectors.terraform import TerraformCollector
+from telltale.checks.redact import redact
+from telltale.config.exporter import ExporterSettings, load_exporter_settings
+from telltale.config.settings import Settings, SettingsError, load_settings
+from telltale.exporter.collectors.base import Collector, PgPool
+from telltale.exporter.collectors.disk import DiskCollector
+from telltale.exporter.collectors.postgres import PostgresCollector
+from telltale.exporter.collectors.queues import QueueCollector
+from telltale.exporter.collectors.redis import RedisCollector
+from telltale.exporter.collectors.sql import SqlCollector, load_queries
+from telltale.exporter.collectors.terraform import TerraformCollector
 
 log = logging.getLogger("telltale.exporter")
 RENDER_IN_THREAD_SAMPLES = 5000
@@ -56,16 +55,26 @@ class Exporter:
         self.timeout = xs.collector_timeout_seconds
         self._secrets = settings.secrets()
         queries = load_queries(xs.queries_file) if xs.queries_file and settings.database_url else []
-        self.pg = (PgPool(str(settings.database_url), self.timeout, xs.pool_max_size)
-                   if settings.database_url else None)
-        self.redis = (aioredis.Redis.from_url(
-            str(settings.redis_url), socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-            decode_responses=True, max_connections=8, health_check_interval=30,
-        ) if settings.redis_url else None)
+        self.pg = PgPool(str(settings.database_url), self.timeout, xs.pool_max_size) if settings.database_url else None
+        self.redis = (
+            aioredis.Redis.from_url(
+                str(settings.redis_url),
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                decode_responses=True,
+                max_connections=8,
+                health_check_interval=30,
+            )
+            if settings.redis_url
+            else None
+        )
         cs: list[Collector] = []
         if self.pg is not None:
-            cs.append(PostgresCollector(self.pg, refresh_interval=xs.refresh_interval_seconds,
-                                        statements_top=xs.pg_stat_statements_top))
+            cs.append(
+                PostgresCollector(
+                    self.pg, refresh_interval=xs.refresh_interval_seconds, statements_top=xs.pg_stat_statements_top
+                )
+            )
         if self.redis is not None:
             cs.append(RedisCollector(self.redis))
         if settings.queues:
@@ -73,11 +82,17 @@ class Exporter:
         if settings.disk_paths:
             cs.append(DiskCollector(list(settings.disk_paths)))
         if settings.terraform_binary or (self.pg is not None and xs.terraform_deployments_table):
-            cs.append(TerraformCollector(
-                binary=settings.terraform_binary, pg=self.pg, table=xs.terraform_deployments_table,
-                refresh_interval=xs.refresh_interval_seconds, timeout=self.timeout))
+            cs.append(
+                TerraformCollector(
+                    binary=settings.terraform_binary,
+                    pg=self.pg,
+                    table=xs.terraform_deployments_table,
+                    refresh_interval=xs.refresh_interval_seconds,
+                    timeout=self.timeout,
+                )
+            )
         if settings.docker_socket:
-            from exporter.collectors.docker import DockerCollector  # httpx costs ~7 MB: only when asked
+            from telltale.exporter.collectors.docker import DockerCollector  # httpx costs ~7 MB: only when asked
 
             cs.append(DockerCollector(settings.docker_socket, self.timeout))
         if queries and self.pg is not None:
@@ -108,11 +123,14 @@ class Exporter:
 
     async def collect(self) -> list[Metric]:
         results = await asyncio.gather(*(self._run(c) for c in self.collectors))
-        success = GaugeMetricFamily("telltale_exporter_collector_success",
-                                    "1 when the collector's last run succeeded within its timeout.",
-                                    labels=["collector"])
-        duration = GaugeMetricFamily("telltale_exporter_collector_duration_seconds", "How long the collector took.",
-                                     labels=["collector"])
+        success = GaugeMetricFamily(
+            "telltale_exporter_collector_success",
+            "1 when the collector's last run succeeded within its timeout.",
+            labels=["collector"],
+        )
+        duration = GaugeMetricFamily(
+            "telltale_exporter_collector_duration_seconds", "How long the collector took.", labels=["collector"]
+        )
         out: list[Metric] = []
         for c, (families, ok, took) in zip(self.collectors, results, strict=True):
             out.extend(families)
@@ -176,8 +194,13 @@ class ExporterApp:
             await _respond(send, 405, b"method not allowed\n", "text/plain; charset=utf-8")
         elif path == "/metrics":
             if not self._authorized(scope):
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"), (b"www-authenticate", b"Bearer")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"www-authenticate", b"Bearer")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b"missing or invalid bearer token\n"})
                 return
             await _respond(send, 200, await self.exporter.scrape(), CONTENT_TYPE, method == "HEAD")
@@ -203,8 +226,13 @@ class ExporterApp:
 
 
 async def _respond(send: Any, status: int, body: bytes, content_type: str, head: bool = False) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
@@ -219,12 +247,18 @@ def run_exporter(settings: Settings, host: str | None = None, port: int | None =
 
     xs = load_exporter_settings(host=host, port=port)
     app = create_exporter(settings, xs)
-    logging.basicConfig(level=xs.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    log.info("telltale exporter on http://%s:%d/metrics with collectors %s", xs.host, xs.port,
-             ", ".join(c.name for c in app.exporter.collectors))
-    uvicorn.run(app, host=xs.host, port=xs.port, log_level="warning", access_log=False, lifespan="on",
-                loop="auto", http="auto")
+    logging.basicConfig(
+        level=xs.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    log.info(
+        "telltale exporter on http://%s:%d/metrics with collectors %s",
+        xs.host,
+        xs.port,
+        ", ".join(c.name for c in app.exporter.collectors),
+    )
+    uvicorn.run(
+        app, host=xs.host, port=xs.port, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto"
+    )
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -25,16 +25,26 @@ def main() -> int:
             pg.psql_file(sql)
         redis.cli("rpush", "queues:default", *[f'{{"job":"demo","n":{i}}}' for i in range(12)])
         redis.cli("set", "schedule:heartbeat", str(int(time.time())))
-        env = {**os.environ, "TELLTALE_DATABASE_URL": pg.dsn, "TELLTALE_REDIS_URL": redis.url,
-               "TELLTALE_QUEUES": '[{"name": "default"}]', "TELLTALE_SCHEDULER_HEARTBEAT_KEY": "schedule:heartbeat",
-               "TELLTALE_SCHEDULER_MAX_AGE_SECONDS": "3600", "TELLTALE_HEALTH_TOKEN": "demo-token",
-               "TELLTALE_INGEST_TOKEN": "demo-token", "TELLTALE_ENVIRONMENT": "demo"}
-        cli = [sys.executable, "-m", "app.cli"]
+        env = {
+            **os.environ,
+            "TELLTALE_DATABASE_URL": pg.dsn,
+            "TELLTALE_REDIS_URL": redis.url,
+            "TELLTALE_QUEUES": '[{"name": "default"}]',
+            "TELLTALE_SCHEDULER_HEARTBEAT_KEY": "schedule:heartbeat",
+            "TELLTALE_SCHEDULER_MAX_AGE_SECONDS": "3600",
+            "TELLTALE_HEALTH_TOKEN": "demo-token",
+            "TELLTALE_INGEST_TOKEN": "demo-token",
+            "TELLTALE_ENVIRONMENT": "demo",
+        }
+        cli = [sys.executable, "-m", "telltale.app.cli"]
         procs.append(subprocess.Popen([*cli, "serve", "--log-format", "console"], env=env, cwd=ROOT))
         procs.append(subprocess.Popen([*cli, "exporter"], env=env, cwd=ROOT))
-        print(f"demo: postgres {pg.dsn}, redis {redis.url}\n"
-              "  curl -H 'Authorization: Bearer demo-token' http://127.0.0.1:8000/health/detailed\n"
-              "  curl http://127.0.0.1:9465/metrics", flush=True)
+        print(
+            f"demo: postgres {pg.dsn}, redis {redis.url}\n"
+            "  curl -H 'Authorization: Bearer demo-token' http://127.0.0.1:8000/health/detailed\n"
+            "  curl http://127.0.0.1:9465/metrics",
+            flush=True,
+        )
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-
-from app.main import create_app
-from config.settings import load_settings
+from telltale.app.main import create_app
+from telltale.config.settings import load_settings
 
 
 @contextlib.asynccontextmanager

@@ -49,12 +49,19 @@ class OtlpReceiver:
                 resource = {a.key: a.value.string_value for a in rs.resource.attributes}
                 for ss in rs.scope_spans:
                     for s in ss.spans:
-                        self.spans.append({
-                            "name": s.name, "trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(),
-                            "parent_span_id": s.parent_span_id.hex(), "kind": s.kind,
-                            "status": s.status.code, "scope": ss.scope.name, "resource": resource,
-                            "attributes": {a.key: _value(a.value) for a in s.attributes},
-                        })
+                        self.spans.append(
+                            {
+                                "name": s.name,
+                                "trace_id": s.trace_id.hex(),
+                                "span_id": s.span_id.hex(),
+                                "parent_span_id": s.parent_span_id.hex(),
+                                "kind": s.kind,
+                                "status": s.status.code,
+                                "scope": ss.scope.name,
+                                "resource": resource,
+                                "attributes": {a.key: _value(a.value) for a in s.attributes},
+                            }
+                        )
 
     def start(self) -> OtlpReceiver:
         self.thread.start()

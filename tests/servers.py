@@ -86,9 +86,11 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         subprocess.run(
-            _as_postgres([pg_bin("initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-                          "--no-sync", "-E", "UTF8"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [pg_bin("initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
+            ),
+            check=True,
+            capture_output=True,
         )
         with open(self.datadir / "postgresql.conf", "a") as f:
             f.write(
@@ -99,9 +101,21 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         subprocess.run(
-            _as_postgres([pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", str(self.root / "log"), "-w",
-                          "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.root / "log"),
+                    "-w",
+                    "-o",
+                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         wait_port(self.port)
         self.proc_pid = int((self.datadir / "postmaster.pid").read_text().split()[0])
@@ -137,17 +151,53 @@ class PostgresServer:
 
     def psql(self, sql: str, db: str = "postgres") -> str:
         out = subprocess.run(
-            [pg_bin("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-             "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql],
-            check=True, capture_output=True, text=True,
+            [
+                pg_bin("psql"),
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip()
 
     def psql_file(self, path: str | Path, db: str = "postgres") -> None:
         subprocess.run(
-            [pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", "postgres", "-d", db, "-f", str(path)],
-            check=True, capture_output=True, text=True,
+            [
+                pg_bin("psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-f",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
 
     def destroy(self) -> None:
@@ -171,9 +221,22 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.root), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_port(self.port)
         return self
@@ -200,9 +263,7 @@ class RedisServer:
                 os.kill(self.proc.pid, signal.SIGCONT)
 
     def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], check=True, capture_output=True, text=True
-        )
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
     def destroy(self) -> None:
@@ -255,7 +316,8 @@ class PodmanService(_Process):
     def start(self) -> PodmanService:
         self.proc = subprocess.Popen(
             ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
         while not os.path.exists(self.socket_path):
@@ -265,15 +327,12 @@ class PodmanService(_Process):
         return self
 
 
-
 def _binary(*names: str) -> str:
     for name in names:
         path = shutil.which(name)
         if path:
             return path
     raise RuntimeError(f"none of {names} found: install Debian's prometheus / prometheus-alertmanager")
-
-
 
 
 @dataclass
@@ -288,12 +347,18 @@ class AlertmanagerServer(_Process):
     def start(self) -> AlertmanagerServer:
         cfg = self.root / "alertmanager.yml"
         cfg.write_text(self.config)
-        self._launch([_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={cfg}",
-                      f"--storage.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                      "--cluster.listen-address=", "--log.level=warn"])
+        self._launch(
+            [
+                _binary("prometheus-alertmanager", "alertmanager"),
+                f"--config.file={cfg}",
+                f"--storage.path={self.root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ]
+        )
         wait_ready(f"http://127.0.0.1:{self.port}/-/ready")
         return self
-
 
 
 @dataclass
@@ -312,11 +377,18 @@ class PrometheusServer(_Process):
             (self.root / "rules" / name).write_text(text)
         cfg = self.root / "prometheus.yml"
         cfg.write_text(self.config)
-        self._launch([_binary("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'data'}",
-                      f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"], timeout=30)
+        self._launch(
+            [
+                _binary("prometheus"),
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={self.root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            timeout=30,
+        )
         wait_ready(f"http://127.0.0.1:{self.port}/-/ready")
         return self
-
 
 
 class WebhookRecorder:

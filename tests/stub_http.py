@@ -75,7 +75,8 @@ class StubHttp:
                 body = json.dumps(body).encode()
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
             )
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from telltale.alerting.alertmanager import Alert, AlertSender
+from telltale.alerting.events import EventAlerts
 
-from alerting.alertmanager import Alert, AlertSender
-from alerting.events import EventAlerts
 from tests.apps import service
 from tests.servers import AlertmanagerServer, WebhookRecorder, free_port
 
@@ -52,10 +52,19 @@ def ev(**kw: object) -> SimpleNamespace:
 def test_failed_deployment_becomes_a_warning_with_organization_and_runbook() -> None:
     now = 1_800_000_000.0
     [alert] = EventAlerts(environment="prod").alerts_for(
-        ev(type="deployment.failed", organization="acme", provider="aws"), now)
-    assert alert.labels == {"alertname": "DeploymentFailed", "severity": "warning", "team": "platform",
-                            "component": "deployments", "service": "telltale", "source": "events",
-                            "organization": "acme", "environment": "prod", "provider": "aws"}
+        ev(type="deployment.failed", organization="acme", provider="aws"), now
+    )
+    assert alert.labels == {
+        "alertname": "DeploymentFailed",
+        "severity": "warning",
+        "team": "platform",
+        "component": "deployments",
+        "service": "telltale",
+        "source": "events",
+        "organization": "acme",
+        "environment": "prod",
+        "provider": "aws",
+    }
     assert alert.annotations["runbook_url"].endswith("docs/runbook.md#deploymentfailed")
     assert "acme" in alert.annotations["summary"]
     assert alert.ends_at == now + 3600  # bounded: resolves by itself
@@ -96,8 +105,16 @@ async def test_sender_posts_to_alertmanager_v2(alertmanager: AlertmanagerServer,
     sender = AlertSender(alertmanager.url)
     await sender.start()
     now = time.time()
-    sender.submit([Alert({"alertname": "DeploymentFailed", "severity": "warning", "organization": "acme"},
-                         {"summary": "failed"}, now, now + 600)])
+    sender.submit(
+        [
+            Alert(
+                {"alertname": "DeploymentFailed", "severity": "warning", "organization": "acme"},
+                {"summary": "failed"},
+                now,
+                now + 600,
+            )
+        ]
+    )
     await sender.flush()
     await sender.close()
     async with httpx.AsyncClient() as c:
@@ -132,11 +149,24 @@ async def test_sender_retries_until_alertmanager_is_up(recorder: WebhookRecorder
 
 
 WEBHOOK = {
-    "version": "4", "receiver": "telltale", "status": "firing", "groupKey": '{}:{alertname="RedisDown"}',
-    "groupLabels": {"alertname": "RedisDown"}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
-    "alerts": [{"status": "firing", "labels": {"alertname": "RedisDown", "severity": "critical"},
-                "annotations": {"summary": "Redis is down"}, "startsAt": "2026-11-23T10:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "abc123"}],
+    "version": "4",
+    "receiver": "telltale",
+    "status": "firing",
+    "groupKey": '{}:{alertname="RedisDown"}',
+    "groupLabels": {"alertname": "RedisDown"},
+    "commonLabels": {},
+    "commonAnnotations": {},
+    "externalURL": "",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "RedisDown", "severity": "critical"},
+            "annotations": {"summary": "Redis is down"},
+            "startsAt": "2026-11-23T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": "abc123",
+        }
+    ],
 }
 
 
@@ -148,8 +178,11 @@ async def test_webhook_records_each_notification_once() -> None:
         again = await c.post("/api/v1/alerts/webhook", json=WEBHOOK, headers=auth)
         assert first.status_code == again.status_code == 200
         assert first.json()["duplicate"] is False and again.json() == {"id": first.json()["id"], "duplicate": True}
-        resolved = {**WEBHOOK, "status": "resolved",
-                    "alerts": [{**WEBHOOK["alerts"][0], "status": "resolved", "endsAt": "2026-11-23T10:05:00Z"}]}
+        resolved = {
+            **WEBHOOK,
+            "status": "resolved",
+            "alerts": [{**WEBHOOK["alerts"][0], "status": "resolved", "endsAt": "2026-11-23T10:05:00Z"}],
+        }
         assert (await c.post("/api/v1/alerts/webhook", json=resolved, headers=auth)).json()["duplicate"] is False
         listed = (await c.get("/api/v1/alerts/notifications", headers=auth)).json()
         assert listed["total"] == 2
@@ -160,8 +193,11 @@ async def test_webhook_records_each_notification_once() -> None:
 @pytest.mark.parametrize("body", [b"not json", b'{"receiver": "x"}', b'{"receiver":"x","status":"bogus"}'])
 async def test_webhook_rejects_bad_payloads_with_422(body: bytes) -> None:
     async with service(alert_webhook_token="hook-token") as c:
-        r = await c.post("/api/v1/alerts/webhook", content=body,
-                         headers={"Authorization": "Bearer hook-token", "Content-Type": "application/json"})
+        r = await c.post(
+            "/api/v1/alerts/webhook",
+            content=body,
+            headers={"Authorization": "Bearer hook-token", "Content-Type": "application/json"},
+        )
         assert r.status_code == 422
         assert r.json()["detail"].startswith("not an Alertmanager webhook payload")
 
@@ -175,13 +211,20 @@ async def test_webhook_without_configured_token_is_refused() -> None:
 async def test_events_reach_alertmanager(alertmanager: AlertmanagerServer, recorder: WebhookRecorder) -> None:
     """A failed deployment and a license about to expire, posted to the events API, become alerts."""
     expires = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    batch = {"events": [
-        {"type": "deployment.failed", "organization": "acme", "provider": "aws"},
-        {"type": "deployment.completed", "organization": "acme", "provider": "aws"},
-        {"type": "license.expiry", "organization": "globex", "expires_at": expires},
-        {"type": "sla.violation", "organization": "initech", "objective": "availability", "target": 99.9,
-         "actual": 99.2},
-    ]}
+    batch = {
+        "events": [
+            {"type": "deployment.failed", "organization": "acme", "provider": "aws"},
+            {"type": "deployment.completed", "organization": "acme", "provider": "aws"},
+            {"type": "license.expiry", "organization": "globex", "expires_at": expires},
+            {
+                "type": "sla.violation",
+                "organization": "initech",
+                "objective": "availability",
+                "target": 99.9,
+                "actual": 99.2,
+            },
+        ]
+    }
     async with service(alertmanager_url=alertmanager.url, ingest_token="ingest-tok") as c:
         r = await c.post("/api/v1/events", json=batch, headers={"Authorization": "Bearer ingest-tok"})
         assert r.status_code == 202, r.text
@@ -189,5 +232,8 @@ async def test_events_reach_alertmanager(alertmanager: AlertmanagerServer, recor
     async with httpx.AsyncClient() as client:
         alerts = (await client.get(f"{alertmanager.url}/api/v2/alerts")).json()
     got = {(a["labels"]["alertname"], a["labels"]["organization"], a["labels"]["severity"]) for a in alerts}
-    assert got == {("DeploymentFailed", "acme", "warning"), ("LicenseExpiringSoon", "globex", "info"),
-                   ("OrganizationSLAViolation", "initech", "warning")}
+    assert got == {
+        ("DeploymentFailed", "acme", "warning"),
+        ("LicenseExpiringSoon", "globex", "info"),
+        ("OrganizationSLAViolation", "initech", "warning"),
+    }

@@ -13,16 +13,16 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import trustme
+from telltale.checks.base import Status
+from telltale.checks.http import HttpCheck
+from telltale.checks.registry import build_checks
+from telltale.checks.runner import CheckRunner
+from telltale.checks.tls import TlsCheck
+from telltale.checks.websocket import WebSocketCheck
+from telltale.config.settings import TlsHost, load_settings
 from websockets.asyncio.server import serve
 from websockets.http11 import Response
 
-from checks.base import Status
-from checks.http import HttpCheck
-from checks.registry import build_checks
-from checks.runner import CheckRunner
-from checks.tls import TlsCheck
-from checks.websocket import WebSocketCheck
-from config.settings import TlsHost, load_settings
 from tests.servers import free_port
 from tests.stub_http import StubHttp, hang, reply
 
@@ -49,15 +49,18 @@ def leak_free(result, *secrets: str) -> bool:
 
 # HTTP dependencies ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def api() -> AsyncIterator[StubHttp]:
-    stub = await StubHttp({
-        "/ok": reply(200, {"status": "ok"}),
-        "/no-content": reply(204),
-        "/slow": reply(200, {"status": "ok"}, delay=0.25),
-        "/500": reply(500, {"error": "boom"}),
-        "/hang": hang,
-    }).start()
+    stub = await StubHttp(
+        {
+            "/ok": reply(200, {"status": "ok"}),
+            "/no-content": reply(204),
+            "/slow": reply(200, {"status": "ok"}, delay=0.25),
+            "/500": reply(500, {"error": "boom"}),
+            "/hang": hang,
+        }
+    ).start()
     yield stub
     await stub.stop()
 
@@ -145,15 +148,19 @@ async def test_http_wrong_status_with_credentials_in_the_url_leaks_nothing(api: 
 
 async def test_build_checks_wires_one_check_per_http_dependency(api: StubHttp, clean_env: None) -> None:
     assert not any(isinstance(c, HttpCheck) for c in build_checks(load_settings()))
-    settings = load_settings(http_dependencies=[
-        {"name": "stripe", "url": f"{api.base_url}/ok", "critical": True, "timeout_seconds": 0.5},
-        {"name": "s3", "url": f"{api.base_url}/500", "method": "HEAD", "expected_status": [500]},
-    ])
+    settings = load_settings(
+        http_dependencies=[
+            {"name": "stripe", "url": f"{api.base_url}/ok", "critical": True, "timeout_seconds": 0.5},
+            {"name": "s3", "url": f"{api.base_url}/500", "method": "HEAD", "expected_status": [500]},
+        ]
+    )
     checks = [c for c in build_checks(settings) if isinstance(c, HttpCheck)]
     runner = CheckRunner(checks)
     try:
         assert [(c.name, c.critical, c.timeout, c.method) for c in checks] == [
-            ("stripe", True, 0.5, "GET"), ("s3", False, 1.0, "HEAD")]
+            ("stripe", True, 0.5, "GET"),
+            ("s3", False, 1.0, "HEAD"),
+        ]
         report = await runner.run()
     finally:
         await runner.close()
@@ -161,6 +168,7 @@ async def test_build_checks_wires_one_check_per_http_dependency(api: StubHttp, c
 
 
 # WebSocket ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 async def ws_server() -> AsyncIterator[dict]:
@@ -239,6 +247,7 @@ async def test_build_checks_wires_websocket_only_with_a_url(ws_server: dict, cle
 
 
 # TLS certificate expiry -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
@@ -321,8 +330,9 @@ async def test_tls_server_name_selects_the_identity_to_verify(ca: trustme.CA, ca
     server = await tls_server(ca, days=30, identity="app.example.test")
     port = port_of(server)
     try:
-        result = await run_one(TlsCheck("tls", [TlsHost(host="127.0.0.1", port=port,
-                                                        server_name="app.example.test")], ca_file=ca_file))
+        result = await run_one(
+            TlsCheck("tls", [TlsHost(host="127.0.0.1", port=port, server_name="app.example.test")], ca_file=ca_file)
+        )
     finally:
         server.close()
     assert result.status is Status.HEALTHY
@@ -364,8 +374,12 @@ async def test_build_checks_wires_tls_with_the_configured_ca(ca: trustme.CA, ca_
     server = await tls_server(ca, days=10)
     port = port_of(server)
     try:
-        settings = load_settings(tls_hosts=[{"host": "127.0.0.1", "port": port}], tls_ca_file=ca_file,
-                                 tls_degraded_days=5, tls_unhealthy_days=2)
+        settings = load_settings(
+            tls_hosts=[{"host": "127.0.0.1", "port": port}],
+            tls_ca_file=ca_file,
+            tls_degraded_days=5,
+            tls_unhealthy_days=2,
+        )
         check = {c.name: c for c in build_checks(settings)}["tls"]
         assert isinstance(check, TlsCheck)
         result = await run_one(check)

@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
+from telltale.checks.base import Status
+from telltale.checks.postgres import PostgresCheck
+from telltale.checks.queue import QueueCheck
+from telltale.checks.redis import make_client
+from telltale.checks.registry import build_checks
+from telltale.checks.runner import CheckRunner
+from telltale.config.settings import QueueSpec, load_settings
 
-from checks.base import Status
-from checks.postgres import PostgresCheck
-from checks.queue import QueueCheck
-from checks.redis import make_client
-from checks.registry import build_checks
-from checks.runner import CheckRunner
-from config.settings import QueueSpec, load_settings
 from tests.servers import PostgresServer, RedisServer, free_port
 
 # Laravel's `php artisan queue:table` / `queue:failed-table` migrations, as PostgreSQL creates them.
@@ -82,6 +82,7 @@ def queue_db(postgres: PostgresServer) -> Iterator[str]:
 
 
 # Redis lists: Laravel and Celery --------------------------------------------------------------------
+
 
 async def test_laravel_queue_depth_is_the_length_of_its_redis_list(rclient) -> None:
     name = qname()
@@ -157,6 +158,7 @@ async def test_per_queue_thresholds_override_the_check_defaults_and_the_worst_qu
 
 # worker heartbeats ---------------------------------------------------------------------------------
 
+
 async def test_heartbeat_key_counts_a_live_worker_while_fresh(rclient) -> None:
     name, beat = qname(), f"hb:{uuid.uuid4().hex}"
     spec = QueueSpec(name=name, heartbeat_key=beat, heartbeat_max_age_seconds=60, require_workers=True)
@@ -181,8 +183,14 @@ async def test_heartbeat_key_counts_a_live_worker_while_fresh(rclient) -> None:
 async def test_heartbeat_in_milliseconds_or_iso_8601_is_understood(rclient, value: str) -> None:
     name, beat = qname(), f"hb:{uuid.uuid4().hex}"
     now = time.time() - 3
-    await rclient.set(beat, value.format(ts_ms=int(now * 1000), iso=iso_utc(now),
-                                         iso_naive=datetime.fromtimestamp(now, UTC).replace(tzinfo=None).isoformat()))
+    await rclient.set(
+        beat,
+        value.format(
+            ts_ms=int(now * 1000),
+            iso=iso_utc(now),
+            iso_naive=datetime.fromtimestamp(now, UTC).replace(tzinfo=None).isoformat(),
+        ),
+    )
     spec = QueueSpec(name=name, heartbeat_key=beat, heartbeat_max_age_seconds=60, require_workers=True)
 
     obs = await QueueCheck("queue", [spec], client=rclient).probe()
@@ -214,6 +222,7 @@ async def test_a_stale_heartbeat_without_require_workers_only_reports(rclient) -
 
 
 # RQ --------------------------------------------------------------------------------------------------
+
 
 async def _rq_worker(rclient, queue: str, worker: str, heartbeat: float) -> None:
     key = f"rq:worker:{worker}"
@@ -270,6 +279,7 @@ async def test_rq_workers_and_a_heartbeat_key_add_up(rclient) -> None:
 
 # Laravel's database queue ---------------------------------------------------------------------------
 
+
 async def _pg_queue_check(dsn: str, specs: list[QueueSpec], client=None) -> tuple[QueueCheck, PostgresCheck]:
     pg = PostgresCheck("postgres", dsn, timeout=2.0)
     return QueueCheck("queue", specs, client=client, pg_check=pg, timeout=2.0), pg
@@ -318,8 +328,9 @@ async def test_sql_queue_over_threshold_and_in_a_quoted_schema_table(postgres: P
         f"select '{name}', '{{}}', 0, {now}, {now} from generate_series(1, 5)",
         db=db,
     )
-    spec = QueueSpec(name=name, backend="sql", table='app.Queue Jobs', failed_table='app.Failed "Jobs"',
-                     depth_degraded=4)
+    spec = QueueSpec(
+        name=name, backend="sql", table="app.Queue Jobs", failed_table='app.Failed "Jobs"', depth_degraded=4
+    )
     check, pg = await _pg_queue_check(queue_db, [spec])
     try:
         obs = await check.probe()
@@ -366,11 +377,13 @@ async def test_sql_queue_worker_heartbeat_comes_from_redis(queue_db: str, rclien
 
 # failures through the runner ------------------------------------------------------------------------
 
+
 async def test_unreachable_redis_is_unhealthy_and_the_password_never_shows() -> None:
     url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
     client = make_client(url, 0.5)
-    runner = CheckRunner([QueueCheck("queue", [QueueSpec(name="default")], client=client, timeout=0.5)],
-                         secrets=["hunter2-secret"])
+    runner = CheckRunner(
+        [QueueCheck("queue", [QueueSpec(name="default")], client=client, timeout=0.5)], secrets=["hunter2-secret"]
+    )
     try:
         result = (await runner.run()).results["queue"]
     finally:
@@ -420,6 +433,7 @@ async def test_hung_redis_is_unhealthy_within_the_check_timeout(own_redis: Redis
 
 # wiring ----------------------------------------------------------------------------------------------
 
+
 async def _built(**settings) -> dict:
     checks = build_checks(load_settings(**settings))
     try:
@@ -434,9 +448,12 @@ async def test_build_checks_wires_the_queue_check_only_when_queues_are_configure
 ) -> None:
     assert "queue" not in await _built(redis_url=redis_server.url)
 
-    built = await _built(redis_url=redis_server.url, database_url=postgres.dsn,
-                         queues=[{"name": "emails", "backend": "rq", "require_workers": True},
-                                 {"name": "default", "backend": "sql"}], queue_depth_degraded=7)
+    built = await _built(
+        redis_url=redis_server.url,
+        database_url=postgres.dsn,
+        queues=[{"name": "emails", "backend": "rq", "require_workers": True}, {"name": "default", "backend": "sql"}],
+        queue_depth_degraded=7,
+    )
     queue = built["queue"]
     assert isinstance(queue, QueueCheck)
     assert [s.name for s in queue.specs] == ["emails", "default"]

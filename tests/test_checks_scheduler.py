@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from telltale.checks.base import Status
+from telltale.checks.redis import make_client
+from telltale.checks.registry import build_checks
+from telltale.checks.runner import CheckRunner
+from telltale.checks.scheduler import SchedulerCheck
+from telltale.config.settings import load_settings
 
-from checks.base import Status
-from checks.redis import make_client
-from checks.registry import build_checks
-from checks.runner import CheckRunner
-from checks.scheduler import SchedulerCheck
-from config.settings import load_settings
 from tests.servers import RedisServer
 
 
@@ -125,9 +125,17 @@ async def test_build_checks_wires_the_scheduler_check_only_with_a_heartbeat_key(
         if name.upper().startswith("TELLTALE_"):
             monkeypatch.delenv(name)
 
-    for settings, wired in [({"redis_url": redis_server.url}, False),
-                            ({"redis_url": redis_server.url, "scheduler_heartbeat_key": "laravel:schedule",
-                              "scheduler_max_age_seconds": 90}, True)]:
+    for settings, wired in [
+        ({"redis_url": redis_server.url}, False),
+        (
+            {
+                "redis_url": redis_server.url,
+                "scheduler_heartbeat_key": "laravel:schedule",
+                "scheduler_max_age_seconds": 90,
+            },
+            True,
+        ),
+    ]:
         checks = {c.name: c for c in build_checks(load_settings(**settings))}
         try:
             assert ("scheduler" in checks) is wired

@@ -27,18 +27,22 @@ from pathlib import Path
 
 import httpx
 import pytest
+from telltale.checks.base import Status
+from telltale.checks.docker import DockerCheck
+from telltale.checks.registry import build_checks
+from telltale.checks.runner import CheckRunner
+from telltale.checks.terraform import TerraformCheck
+from telltale.config.settings import load_settings
 
-from checks.base import Status
-from checks.docker import DockerCheck
-from checks.registry import build_checks
-from checks.runner import CheckRunner
-from checks.terraform import TerraformCheck
-from config.settings import load_settings
 from tests.servers import PodmanService
 from tests.stub_http import Request, StubHttp, reply
 
-VERSION_JSON = {"terraform_version": "1.9.8", "platform": "linux_amd64", "provider_selections": {},
-                "terraform_outdated": True}
+VERSION_JSON = {
+    "terraform_version": "1.9.8",
+    "platform": "linux_amd64",
+    "provider_selections": {},
+    "terraform_outdated": True,
+}
 
 
 @pytest.fixture
@@ -69,6 +73,7 @@ def runs(path: Path) -> int:
 
 # terraform ------------------------------------------------------------------------------------------
 
+
 async def test_terraform_version_is_reported(tmp_path: Path) -> None:
     script, count = fake_terraform(tmp_path)
     runner = CheckRunner([TerraformCheck("terraform", str(script), timeout=2.0)])
@@ -77,8 +82,7 @@ async def test_terraform_version_is_reported(tmp_path: Path) -> None:
 
     assert result.status is Status.HEALTHY, result
     assert result.message == "terraform 1.9.8"
-    assert result.observed == {"binary": str(script), "version": "1.9.8", "outdated": True,
-                               "platform": "linux_amd64"}
+    assert result.observed == {"binary": str(script), "version": "1.9.8", "outdated": True, "platform": "linux_amd64"}
     assert runs(count) == 1
 
 
@@ -191,8 +195,7 @@ async def test_hung_terraform_is_a_timeout_and_the_process_is_killed(tmp_path: P
 async def test_build_checks_wires_terraform_only_when_a_binary_is_configured(tmp_path: Path, clean_env: None) -> None:
     assert "terraform" not in {c.name for c in build_checks(load_settings())}
     script, _ = fake_terraform(tmp_path)
-    checks = {c.name: c for c in build_checks(load_settings(terraform_binary=str(script),
-                                                            terraform_cache_seconds=600))}
+    checks = {c.name: c for c in build_checks(load_settings(terraform_binary=str(script), terraform_cache_seconds=600))}
     check = checks["terraform"]
     assert isinstance(check, TerraformCheck)
     assert (check.binary, check.cache_seconds) == (str(script), 600)
@@ -201,16 +204,26 @@ async def test_build_checks_wires_terraform_only_when_a_binary_is_configured(tmp
 
 # docker ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def health_checked_container(podman: PodmanService) -> Iterator[str]:
     """A created (never started) container that carries a health check, from an empty imported image."""
     # Our own tag: other test modules import `telltale-test:latest`, and removing theirs would break them.
     suffix = uuid.uuid4().hex[:8]
     image, name = f"telltale-test-checks-{suffix}:latest", f"telltale-health-{suffix}"
-    subprocess.run(f"tar cf - --files-from /dev/null | podman import - {image}", shell=True, check=True,
-                   capture_output=True, timeout=60)
-    subprocess.run(["podman", "create", "--name", name, "--health-cmd", "false", "--health-retries", "1",
-                    image, "/bin/false"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        f"tar cf - --files-from /dev/null | podman import - {image}",
+        shell=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    subprocess.run(
+        ["podman", "create", "--name", name, "--health-cmd", "false", "--health-retries", "1", image, "/bin/false"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     yield name
     subprocess.run(["podman", "rm", "-f", name], capture_output=True, timeout=60)
     subprocess.run(["podman", "rmi", image], capture_output=True, timeout=60)
@@ -230,11 +243,13 @@ async def test_docker_engine_via_podman_is_healthy(podman: PodmanService) -> Non
     assert result.observed["unhealthy_containers"] == []
 
 
-async def test_docker_unhealthy_filter_query_against_podman(podman: PodmanService,
-                                                            health_checked_container: str) -> None:
+async def test_docker_unhealthy_filter_query_against_podman(
+    podman: PodmanService, health_checked_container: str
+) -> None:
     """Podman cannot run containers here, so none becomes unhealthy: check the filter is applied."""
-    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=podman.socket_path),
-                                 base_url="http://docker", timeout=10) as api:
+    async with httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=podman.socket_path), base_url="http://docker", timeout=10
+    ) as api:
         everything = (await api.get("/containers/json", params={"all": "true"})).json()
     assert health_checked_container in [n.lstrip("/") for c in everything for n in c["Names"]]
 
@@ -250,17 +265,20 @@ async def test_docker_unhealthy_filter_query_against_podman(podman: PodmanServic
 @pytest.fixture
 async def stub_engine(tmp_path: Path):
     """An Engine API stub on a unix socket that reports one unhealthy container."""
+
     async def containers(request: Request) -> tuple[int, object]:
         filters = json.loads(request.query["filters"][0])
         assert filters == {"health": ["unhealthy"]} and request.query["all"] == ["true"]
         return 200, [{"Id": "abc", "Names": ["/web-1"], "State": "running", "Status": "Up 3 hours (unhealthy)"}]
 
     socket = str(tmp_path / "docker.sock")
-    stub = await StubHttp({
-        "/_ping": reply(200, b"OK"),
-        "/version": reply(200, {"Version": "27.3.1", "ApiVersion": "1.47"}),
-        "/containers/json": containers,
-    }).start(unix_path=socket)
+    stub = await StubHttp(
+        {
+            "/_ping": reply(200, b"OK"),
+            "/version": reply(200, {"Version": "27.3.1", "ApiVersion": "1.47"}),
+            "/containers/json": containers,
+        }
+    ).start(unix_path=socket)
     yield stub, socket
     await stub.stop()
 
@@ -280,9 +298,13 @@ async def test_unhealthy_containers_degrade_the_docker_check(stub_engine) -> Non
 
 async def test_engine_api_error_is_unhealthy_not_a_bogus_container_list(tmp_path: Path) -> None:
     socket = str(tmp_path / "docker.sock")
-    stub = await StubHttp({"/_ping": reply(200, b"OK"), "/version": reply(200, {"Version": "27.3.1"}),
-                           "/containers/json": reply(500, {"message": "invalid filter 'health'"})}
-                          ).start(unix_path=socket)
+    stub = await StubHttp(
+        {
+            "/_ping": reply(200, b"OK"),
+            "/version": reply(200, {"Version": "27.3.1"}),
+            "/containers/json": reply(500, {"message": "invalid filter 'health'"}),
+        }
+    ).start(unix_path=socket)
     runner = CheckRunner([DockerCheck("docker", socket)])
     try:
         result = (await runner.run()).results["docker"]
@@ -342,8 +364,9 @@ async def test_build_checks_wires_docker_only_when_a_socket_is_configured(
     podman: PodmanService, clean_env: None
 ) -> None:
     assert "docker" not in {c.name for c in build_checks(load_settings())}
-    checks = {c.name: c for c in build_checks(load_settings(docker_socket=podman.socket_path,
-                                                            check_timeouts={"docker": 3}))}
+    checks = {
+        c.name: c for c in build_checks(load_settings(docker_socket=podman.socket_path, check_timeouts={"docker": 3}))
+    }
     check = checks["docker"]
     try:
         assert isinstance(check, DockerCheck)

@@ -14,18 +14,24 @@ import httpx
 
 from tests.servers import RedisServer, free_port, wait_port
 
-TELLTALE = [sys.executable, "-m", "app.cli"]
+TELLTALE = [sys.executable, "-m", "telltale.app.cli"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
-    return subprocess.run([*TELLTALE, *args], env={**clean, **(env or {})}, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([*TELLTALE, *args], env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60)
 
 
 def test_check_exit_codes(own_redis: RedisServer) -> None:
-    ok = run("check", "--json", env={"TELLTALE_REDIS_URL": own_redis.url, "TELLTALE_CPU_LOAD_DEGRADED_PER_CORE": "100",
-                                      "TELLTALE_CPU_LOAD_UNHEALTHY_PER_CORE": "200"})
+    ok = run(
+        "check",
+        "--json",
+        env={
+            "TELLTALE_REDIS_URL": own_redis.url,
+            "TELLTALE_CPU_LOAD_DEGRADED_PER_CORE": "100",
+            "TELLTALE_CPU_LOAD_UNHEALTHY_PER_CORE": "200",
+        },
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert json.loads(ok.stdout)["checks"]["redis"]["status"] == "healthy"
     degraded = run("check", env={"TELLTALE_DISK_DEGRADED_RATIO": "0", "TELLTALE_DISK_UNHEALTHY_RATIO": "1"})
@@ -46,8 +52,14 @@ def test_invalid_settings_exit_2_with_one_line() -> None:
 
 
 def test_config_prints_effective_settings_redacted() -> None:
-    r = run("config", env={"TELLTALE_DATABASE_URL": "postgresql://app:topsecret@db/x",
-                           "TELLTALE_HEALTH_TOKEN": "tok-abcdef", "TELLTALE_ENVIRONMENT": "prod"})
+    r = run(
+        "config",
+        env={
+            "TELLTALE_DATABASE_URL": "postgresql://app:topsecret@db/x",
+            "TELLTALE_HEALTH_TOKEN": "tok-abcdef",
+            "TELLTALE_ENVIRONMENT": "prod",
+        },
+    )
     assert r.returncode == 0
     assert "environment: prod" in r.stdout
     assert "topsecret" not in r.stdout and "tok-abcdef" not in r.stdout
@@ -69,8 +81,13 @@ def test_serve_drains_on_sigterm() -> None:
     """SIGTERM turns readiness 503 for the drain period while liveness and the socket stay up."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
-    proc = subprocess.Popen([*TELLTALE, "serve", "--port", str(port)], env={**clean, "TELLTALE_DRAIN_SECONDS": "1.5"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*TELLTALE, "serve", "--port", str(port)],
+        env={**clean, "TELLTALE_DRAIN_SECONDS": "1.5"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_port(port)
         base = f"http://127.0.0.1:{port}"

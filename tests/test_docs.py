@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.main import create_app
-from config.settings import Settings, load_settings
+from telltale.app.main import create_app
+from telltale.config.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,14 +27,21 @@ INGEST = "e2e-ingest-token"
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
-    return subprocess.Popen([sys.executable, "-m", "app.cli", *args], env={**clean, **env}, cwd=ROOT,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "telltale.app.cli", *args],
+        env={**clean, **env},
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _rules() -> dict[str, str]:
     """The shipped rule files with every `for` shortened to 1 s."""
-    return {p.name: re.sub(r"(\n\s+for:\s*)\S+", r"\g<1>1s", p.read_text())
-            for p in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))}
+    return {
+        p.name: re.sub(r"(\n\s+for:\s*)\S+", r"\g<1>1s", p.read_text())
+        for p in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
+    }
 
 
 def _prometheus_config(service: int, exporter: int, alertmanager: int) -> str:
@@ -43,10 +50,14 @@ def _prometheus_config(service: int, exporter: int, alertmanager: int) -> str:
     cfg["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{alertmanager}"]}]
     cfg["rule_files"] = ["rules/*.yml"]
     cfg["scrape_configs"] = [
-        {"job_name": "telltale", "static_configs": [{"targets": [f"127.0.0.1:{service}"],
-                                                     "labels": {"service": "telltale"}}]},
-        {"job_name": "telltale-exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter}"],
-                                                              "labels": {"service": "telltale-exporter"}}]},
+        {
+            "job_name": "telltale",
+            "static_configs": [{"targets": [f"127.0.0.1:{service}"], "labels": {"service": "telltale"}}],
+        },
+        {
+            "job_name": "telltale-exporter",
+            "static_configs": [{"targets": [f"127.0.0.1:{exporter}"], "labels": {"service": "telltale-exporter"}}],
+        },
     ]
     return yaml.safe_dump(cfg, sort_keys=False)
 
@@ -60,22 +71,36 @@ class Stack:
         for sql in sorted((ROOT / "deploy" / "sql").glob("*.sql")):  # the demo platform's schema and rows
             self.pg.psql_file(sql)
         self.redis = RedisServer().start()
-        am_cfg = yaml.safe_load(render_config(tmp, f"{self.sink.url}/slack", f"{self.sink.url}/pagerduty",
-                                              smtp_port=self.smtp.port).read_text())
+        am_cfg = yaml.safe_load(
+            render_config(
+                tmp, f"{self.sink.url}/slack", f"{self.sink.url}/pagerduty", smtp_port=self.smtp.port
+            ).read_text()
+        )
         am_cfg["route"].update(group_wait="1s", group_interval="1s")
         self.am = AlertmanagerServer(yaml.safe_dump(am_cfg, sort_keys=False)).start()
         self.service_port, self.exporter_port = free_port(), free_port()
         common = {"TELLTALE_DATABASE_URL": self.pg.dsn, "TELLTALE_REDIS_URL": self.redis.url}
-        self.service = _spawn(["serve", "--port", str(self.service_port)],
-                              {**common, "TELLTALE_ALERTMANAGER_URL": self.am.url, "TELLTALE_INGEST_TOKEN": INGEST,
-                               "TELLTALE_CACHE_TTL_SECONDS": "0.5", "TELLTALE_ENVIRONMENT": "e2e"},
-                              tmp / "service.log")
-        self.exporter = _spawn(["exporter", "--port", str(self.exporter_port)],
-                               {**common, "TELLTALE_EXPORTER_COLLECTOR_TIMEOUT_SECONDS": "0.8"}, tmp / "exporter.log")
+        self.service = _spawn(
+            ["serve", "--port", str(self.service_port)],
+            {
+                **common,
+                "TELLTALE_ALERTMANAGER_URL": self.am.url,
+                "TELLTALE_INGEST_TOKEN": INGEST,
+                "TELLTALE_CACHE_TTL_SECONDS": "0.5",
+                "TELLTALE_ENVIRONMENT": "e2e",
+            },
+            tmp / "service.log",
+        )
+        self.exporter = _spawn(
+            ["exporter", "--port", str(self.exporter_port)],
+            {**common, "TELLTALE_EXPORTER_COLLECTOR_TIMEOUT_SECONDS": "0.8"},
+            tmp / "exporter.log",
+        )
         wait_port(self.service_port, 30)
         wait_port(self.exporter_port, 30)
-        self.prom = PrometheusServer(_prometheus_config(self.service_port, self.exporter_port, self.am.port),
-                                     _rules()).start()
+        self.prom = PrometheusServer(
+            _prometheus_config(self.service_port, self.exporter_port, self.am.port), _rules()
+        ).start()
         self.base = f"http://127.0.0.1:{self.service_port}"
 
     def query(self, promql: str) -> list[dict]:
@@ -131,8 +156,10 @@ def emails(smtp: SmtpSink, alertname: str) -> list:
 
 
 def test_everything_is_scraped(stack: Stack) -> None:
-    wait_until("both targets up", lambda: {r["metric"]["job"] for r in stack.query("up == 1")}
-               >= {"telltale", "telltale-exporter"})
+    wait_until(
+        "both targets up",
+        lambda: {r["metric"]["job"] for r in stack.query("up == 1")} >= {"telltale", "telltale-exporter"},
+    )
     assert stack.query("telltale_redis_up")[0]["value"][1] == "1"
     assert stack.query("telltale_postgres_up")[0]["value"][1] == "1"
     # the shipped SQL metrics read the demo schema: every collector and query succeeds
@@ -144,8 +171,11 @@ def test_everything_is_scraped(stack: Stack) -> None:
 
 def test_business_event_reaches_slack_through_alertmanager(stack: Stack) -> None:
     sent = time.monotonic()
-    r = httpx.post(f"{stack.base}/api/v1/events", headers={"Authorization": f"Bearer {INGEST}"},
-                   json={"events": [{"type": "deployment.failed", "organization": "acme", "provider": "aws"}]})
+    r = httpx.post(
+        f"{stack.base}/api/v1/events",
+        headers={"Authorization": f"Bearer {INGEST}"},
+        json={"events": [{"type": "deployment.failed", "organization": "acme", "provider": "aws"}]},
+    )
     assert r.status_code == 202
     took = wait_until("DeploymentFailed on #alerts", lambda: slack(stack.sink, "#alerts", "DeploymentFailed"))
     [msg] = slack(stack.sink, "#alerts", "DeploymentFailed")[:1]
@@ -162,8 +192,10 @@ def test_redis_down_pages_then_resolves_and_5xx_burst_fires_error_rate(stack: St
     paged = time.monotonic() - fault
     wait_until("RedisDown on #alerts-critical", lambda: slack(stack.sink, "#alerts-critical", "RedisDown"))
     wait_until("RedisDown emailed", lambda: emails(stack.smtp, "RedisDown"))
-    print(f"\nRedis stopped -> PagerDuty: {paged:.1f} s; -> Slack #alerts-critical and email: "
-          f"{time.monotonic() - fault:.1f} s")
+    print(
+        f"\nRedis stopped -> PagerDuty: {paged:.1f} s; -> Slack #alerts-critical and email: "
+        f"{time.monotonic() - fault:.1f} s"
+    )
 
     # a burst of 5xx (readiness answers 503 while Redis is down), spread over a few scrapes so that
     # Prometheus sees the new series rise rather than appear at its final value

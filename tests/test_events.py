@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
-
-from app.main import create_app
-from config.settings import Settings
+from telltale.app.main import create_app
+from telltale.config.settings import Settings
 
 AUTH = {"Authorization": "Bearer ingest-token"}
 
 
 def make_app(**overrides: object) -> FastAPI:
-    return create_app(Settings(otel_enabled=False, access_log=False, ingest_token="ingest-token",
-                               **overrides))  # type: ignore[arg-type]
+    return create_app(Settings(otel_enabled=False, access_log=False, ingest_token="ingest-token", **overrides))  # type: ignore[arg-type]
 
 
 def client(app: FastAPI) -> httpx.AsyncClient:
@@ -52,8 +50,12 @@ async def test_every_type_accepted_and_recorded() -> None:
     assert value(app, "telltale_license_validations_total", result="valid", organization="acme") == 1
     assert value(app, "telltale_license_validation_duration_seconds_count", result="valid") == 1
     assert value(app, "telltale_license_expiry_timestamp_seconds", organization="acme") == 1893456000
-    assert value(app, "telltale_payments_total", provider="stripe", currency="EUR", status="succeeded",
-                 organization="acme") == 1
+    assert (
+        value(
+            app, "telltale_payments_total", provider="stripe", currency="EUR", status="succeeded", organization="acme"
+        )
+        == 1
+    )
     assert value(app, "telltale_payment_amount_total", provider="stripe", currency="EUR", status="failed") == 10
     assert value(app, "telltale_websocket_connections", organization="unknown") == 321
     assert value(app, "telltale_organization_quota_used", organization="acme", resource="servers") == 8
@@ -90,8 +92,17 @@ async def test_partial_acceptance_names_each_bad_event() -> None:
     # the good ones were recorded, the bad ones not at all
     assert value(app, "telltale_login_failures_total", organization="acme") == 1
     assert value(app, "telltale_rate_limit_hits_total", organization="acme") == 1
-    assert value(app, "telltale_payments_total", provider="stripe", currency="euro", status="succeeded",
-                 organization="unknown") is None
+    assert (
+        value(
+            app,
+            "telltale_payments_total",
+            provider="stripe",
+            currency="euro",
+            status="succeeded",
+            organization="unknown",
+        )
+        is None
+    )
     assert value(app, "telltale_events_rejected_total") == 5
 
 
@@ -99,12 +110,14 @@ async def test_auth_and_malformed_bodies() -> None:
     app = make_app(events_max_batch=3)
     async with client(app) as c:
         assert (await c.post("/api/v1/events", json={"events": []})).status_code == 401
-        assert (await c.post("/api/v1/events", headers={"Authorization": "Bearer wrong"},
-                             json={"events": []})).status_code == 401
+        assert (
+            await c.post("/api/v1/events", headers={"Authorization": "Bearer wrong"}, json={"events": []})
+        ).status_code == 401
         assert (await c.post("/api/v1/events", headers=AUTH, content=b"{not json")).status_code == 400
         assert (await c.post("/api/v1/events", headers=AUTH, json=[1, 2])).status_code == 422
-        assert (await c.post("/api/v1/events", headers=AUTH,
-                             json={"events": [{"type": "rate_limit.hit"}] * 4})).status_code == 413
+        assert (
+            await c.post("/api/v1/events", headers=AUTH, json={"events": [{"type": "rate_limit.hit"}] * 4})
+        ).status_code == 413
         assert (await c.post("/api/v1/events", headers=AUTH, json={"events": []})).json() == {"accepted": 0}
     no_token = create_app(Settings(otel_enabled=False, access_log=False))
     async with client(no_token) as c:
@@ -123,6 +136,10 @@ async def test_organization_label_capped_and_folded_counted() -> None:
     assert value(app, "telltale_login_failures_total", organization="org-3") is None
     assert value(app, "telltale_login_failures_total", organization="other") == 7
     assert value(app, "telltale_organization_labels_folded_total") == 7
-    orgs = {s.labels["organization"] for f in app.state.telltale.registry.collect() for s in f.samples
-            if s.name == "telltale_login_failures_total"}
+    orgs = {
+        s.labels["organization"]
+        for f in app.state.telltale.registry.collect()
+        for s in f.samples
+        if s.name == "telltale_login_failures_total"
+    }
     assert orgs == {"org-0", "org-1", "org-2", "other"}

@@ -63,11 +63,23 @@ def queues_written(redis_server: RedisServer) -> None:
 
 
 @pytest.fixture
-async def scraped(dsn: str, redis_server: RedisServer, queues_written: None, fake_terraform: str,
-                  podman: PodmanService, monkeypatch: pytest.MonkeyPatch):
+async def scraped(
+    dsn: str,
+    redis_server: RedisServer,
+    queues_written: None,
+    fake_terraform: str,
+    podman: PodmanService,
+    monkeypatch: pytest.MonkeyPatch,
+):
     monkeypatch.setenv("PATH", f"{fake_terraform}{os.pathsep}{os.environ['PATH']}")
-    app = make_exporter(database_url=dsn, redis_url=redis_server.url, queues=QUEUES, disk_paths=["/", "/tmp"],
-                        terraform_binary="terraform", docker_socket=podman.socket_path)
+    app = make_exporter(
+        database_url=dsn,
+        redis_url=redis_server.url,
+        queues=QUEUES,
+        disk_paths=["/", "/tmp"],
+        terraform_binary="terraform",
+        docker_socket=podman.socket_path,
+    )
     try:
         yield app, await app.exporter.scrape()
     finally:
@@ -155,8 +167,15 @@ async def test_redis_values(redis_server: RedisServer) -> None:
     assert value(found, "telltale_redis_db_keys", db="db5") == 4
     assert value(found, "telltale_redis_memory_used_bytes") > 0
     assert value(found, "telltale_redis_commands_processed_total") > 0
-    assert value(found, "telltale_redis_info", version=redis_server.cli("info", "server").split(
-        "redis_version:")[1].split()[0], role="master") == 1
+    assert (
+        value(
+            found,
+            "telltale_redis_info",
+            version=redis_server.cli("info", "server").split("redis_version:")[1].split()[0],
+            role="master",
+        )
+        == 1
+    )
 
 
 async def test_postgres_values(dsn: str, postgres: PostgresServer) -> None:
@@ -199,8 +218,12 @@ def _docker_post(socket_path: str, path: str, body: dict) -> httpx.Response:
 @pytest.fixture(scope="module")
 def empty_image(podman: PodmanService) -> str:
     """An empty image made offline (no registry here); containers from it can be created, not started."""
-    subprocess.run("tar cf - --files-from /dev/null | podman import - telltale-test:latest", shell=True,
-                   check=True, capture_output=True)
+    subprocess.run(
+        "tar cf - --files-from /dev/null | podman import - telltale-test:latest",
+        shell=True,
+        check=True,
+        capture_output=True,
+    )
     return "telltale-test:latest"
 
 
@@ -212,14 +235,16 @@ async def test_docker_values(podman: PodmanService, empty_image: str) -> None:
         before = samples(await app.exporter.scrape())
         assert all(value(before, "telltale_docker_container_restarts", container=n) is None for n in names)
         for name in names:
-            r = _docker_post(podman.socket_path, f"/containers/create?name={name}",
-                             {"Image": empty_image, "Cmd": ["/none"]})
+            r = _docker_post(
+                podman.socket_path, f"/containers/create?name={name}", {"Image": empty_image, "Cmd": ["/none"]}
+            )
             assert r.status_code == 201, r.text
         found = samples(await app.exporter.scrape())
     finally:
         await app.aclose()
-        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=podman.socket_path),
-                                     base_url="http://d") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=podman.socket_path), base_url="http://d"
+        ) as c:
             for name in names:
                 await c.delete(f"/containers/{name}", params={"force": "true"})
     assert value(found, "telltale_docker_up") == 1
@@ -255,8 +280,13 @@ def test_served_by_python_m_exporter(redis_server: RedisServer, tmp_path: Path) 
     port = free_port()
     env = {**os.environ, "TELLTALE_REDIS_URL": redis_server.url, "TELLTALE_EXPORTER_LOG_LEVEL": "warning"}
     root = str(Path(__file__).resolve().parent.parent)
-    proc = subprocess.Popen([os.sys.executable, "-m", "exporter", "--port", str(port)], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [os.sys.executable, "-m", "exporter", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_port(port, timeout=15)
         r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)

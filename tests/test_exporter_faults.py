@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.core import GaugeMetricFamily
+from telltale.config.exporter import load_exporter_settings
+from telltale.config.settings import SettingsError
+from telltale.exporter.collectors.base import Collector
+from telltale.exporter.collectors.sql import load_queries
+from telltale.exporter.main import Exporter
 
-from config.exporter import load_exporter_settings
-from config.settings import SettingsError
-from exporter.collectors.base import Collector
-from exporter.collectors.sql import load_queries
-from exporter.main import Exporter
 from tests.servers import PostgresServer, RedisServer
 from tests.test_exporter_support import make_exporter, promtool, samples, value
 
@@ -53,8 +53,9 @@ async def test_stopped_postgres_then_back(own_postgres: PostgresServer, redis_se
 
 async def test_stopped_redis_then_back(own_redis: RedisServer, postgres: PostgresServer) -> None:
     """Redis stopped: redis_up 0 and its queues fail, Postgres still reported; restarted: back."""
-    app = make_exporter(FAST, database_url=postgres.dsn, redis_url=own_redis.url,
-                        queues=[{"name": "emails", "backend": "laravel"}])
+    app = make_exporter(
+        FAST, database_url=postgres.dsn, redis_url=own_redis.url, queues=[{"name": "emails", "backend": "laravel"}]
+    )
     try:
         own_redis.stop()
         found, _ = await scrape(app)
@@ -110,8 +111,9 @@ async def test_frozen_postgres_is_bounded(own_postgres: PostgresServer, redis_se
         await app.aclose()
 
 
-async def test_broken_query_fails_alone(postgres: PostgresServer, tmp_path: Path,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+async def test_broken_query_fails_alone(
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A query on a missing table gives success 0 and one log line; the good query still reports."""
     qf = tmp_path / "q.yml"
     qf.write_text(
@@ -139,13 +141,16 @@ async def test_broken_query_fails_alone(postgres: PostgresServer, tmp_path: Path
     assert "\n" not in broken[0].getMessage()
 
 
-@pytest.mark.parametrize("text, expect", [
-    ("queries: [\n  - name: x\n", "is not valid YAML at line"),
-    ("queries:\n  - {name: x, help: h, query: select 1}\n", "queries[0]: `values` is required"),
-    ("queries:\n  - {name: x_total, help: h, query: select 1, values: [v]}\n", "queries[0].name"),
-    ("queries:\n  - {name: x, help: h, query: select 1, values: [v], interval: -1}\n", "queries[0].interval"),
-    ("nope: 1\n", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("queries: [\n  - name: x\n", "is not valid YAML at line"),
+        ("queries:\n  - {name: x, help: h, query: select 1}\n", "queries[0]: `values` is required"),
+        ("queries:\n  - {name: x_total, help: h, query: select 1, values: [v]}\n", "queries[0].name"),
+        ("queries:\n  - {name: x, help: h, query: select 1, values: [v], interval: -1}\n", "queries[0].interval"),
+        ("nope: 1\n", "unknown key"),
+    ],
+)
 def test_invalid_queries_file_is_one_line(tmp_path: Path, text: str, expect: str) -> None:
     """Invalid YAML or query specs are refused at start with one line naming the setting."""
     qf = tmp_path / "q.yml"
@@ -177,10 +182,19 @@ def test_cli_exits_2_on_bad_queries_file(tmp_path: Path) -> None:
     """`python -m exporter` with an invalid queries file prints one line and exits 2."""
     qf = tmp_path / "q.yml"
     qf.write_text("queries: [\n")
-    env = {**os.environ, "TELLTALE_DATABASE_URL": "postgresql://u@127.0.0.1:1/db",
-           "TELLTALE_EXPORTER_QUERIES_FILE": str(qf)}
-    proc = subprocess.run([sys.executable, "-m", "exporter"], env=env, capture_output=True, text=True, timeout=30,
-                          cwd=str(Path(__file__).resolve().parent.parent))
+    env = {
+        **os.environ,
+        "TELLTALE_DATABASE_URL": "postgresql://u@127.0.0.1:1/db",
+        "TELLTALE_EXPORTER_QUERIES_FILE": str(qf),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not valid YAML" in proc.stderr
 
@@ -199,7 +213,7 @@ class _Fake(Collector):
 
 async def test_one_slow_or_failing_collector_never_blanks_the_others() -> None:
     """Collectors run concurrently under their timeout: a hung one and a failing one report success 0."""
-    from config.settings import load_settings
+    from telltale.config.settings import load_settings
 
     exp = Exporter(load_settings(disk_paths=[]), load_exporter_settings(collector_timeout_seconds=0.3))
     exp.collectors = [_Fake("ok", "ok"), _Fake("hang", "hang"), _Fake("fail", "fail")]

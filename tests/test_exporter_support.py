@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from telltale.config.exporter import load_exporter_settings
+from telltale.config.settings import load_settings
+from telltale.exporter.main import ExporterApp, create_exporter
 
-from config.exporter import load_exporter_settings
-from config.settings import load_settings
-from exporter.main import ExporterApp, create_exporter
 from tests.servers import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent

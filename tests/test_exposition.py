@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
-
-from app.exposition import Renderer, render_sync
+from telltale.app.instrumentation.exposition import Renderer, render_sync
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 

@@ -154,8 +154,10 @@ async def test_no_secret_in_responses_or_logs(own_postgres: PostgresServer, capl
     dsn = f"postgresql://postgres:pgs3cret@127.0.0.1:{own_postgres.port}/postgres"
     own_postgres.stop()
     async with service(database_url=dsn, health_token=TOKEN, cache_ttl_seconds=0) as c:
-        bodies = [(await c.get(p, headers=AUTH)).text for p in
-                  ("/health", "/health/ready", "/health/detailed", "/health/checks/postgres", "/metrics")]
+        bodies = [
+            (await c.get(p, headers=AUTH)).text
+            for p in ("/health", "/health/ready", "/health/detailed", "/health/checks/postgres", "/metrics")
+        ]
     detailed = bodies[2]
     assert "unhealthy" in detailed
     for text in [*bodies, caplog.text]:

@@ -7,10 +7,9 @@ import json
 import logging
 
 import httpx
-
-from app.logs import ConsoleFormatter, configure_logging, set_organization_id
-from app.main import create_app
-from config.settings import Settings
+from telltale.app.instrumentation.logs import ConsoleFormatter, configure_logging, set_organization_id
+from telltale.app.main import create_app
+from telltale.config.settings import Settings
 
 
 def capture(fmt: str, secrets: list[str]) -> io.StringIO:
@@ -40,8 +39,11 @@ async def test_access_line_and_request_context() -> None:
             r = await c.get("/items/7?token=s3cret-ingest", headers={"X-Request-ID": "req-42"})
             assert r.headers["x-request-id"] == "req-42"
             await c.get("/health/live")  # a probe path: no access line
-            await c.post("/api/v1/events", headers={"Authorization": "Bearer s3cret-ingest"},
-                         json={"events": [{"type": "login.failed", "organization": "org-9"}]})
+            await c.post(
+                "/api/v1/events",
+                headers={"Authorization": "Bearer s3cret-ingest"},
+                json={"events": [{"type": "login.failed", "organization": "org-9"}]},
+            )
     finally:
         configure_logging("json", "info")
     records = lines(stream)
@@ -62,8 +64,16 @@ async def test_access_line_and_request_context() -> None:
 
 
 def test_console_format_is_readable() -> None:
-    record = logging.makeLogRecord({"name": "telltale.access", "levelname": "INFO", "levelno": 20,
-                                    "msg": "GET /items/{item_id} 200", "request_id": "r1", "status": 200})
+    record = logging.makeLogRecord(
+        {
+            "name": "telltale.access",
+            "levelname": "INFO",
+            "levelno": 20,
+            "msg": "GET /items/{item_id} 200",
+            "request_id": "r1",
+            "status": 200,
+        }
+    )
     line = ConsoleFormatter(color=False).format(record)
     assert "INFO" in line and "telltale.access: GET /items/{item_id} 200" in line
     assert "request_id=r1" in line and "status=200" in line and not line.startswith("{")
@@ -94,7 +104,7 @@ class Recording(io.StringIO):
 def test_buffered_handler_batches_whole_lines_and_flushes_soon() -> None:
     import time
 
-    from app.logs import BufferedLineHandler, JsonFormatter
+    from telltale.app.instrumentation.logs import BufferedLineHandler, JsonFormatter
 
     stream = Recording()
     handler = BufferedLineHandler(stream, interval=0.05)
@@ -122,15 +132,22 @@ def test_buffered_handler_batches_whole_lines_and_flushes_soon() -> None:
 
 def test_fast_access_line_matches_the_logging_path_and_is_redacted() -> None:
     """The access line written straight to the JSON handler has the logging path's fields and redaction."""
-    from app.logs import REQUEST, RequestContext, write_access_line
+    from telltale.app.instrumentation.logs import REQUEST, RequestContext, write_access_line
 
     stream = capture("json", ["hunter22"])
     token = REQUEST.set(RequestContext("req-1", "acme"))
     try:
         write_access_line("GET", "/files/{name}", "/files/hunter22.txt", 404, 0.0012345)
-        logging.getLogger("telltale.access").info("GET /files/{name} 404", extra={
-            "method": "GET", "route": "/files/{name}", "path": "/files/hunter22.txt", "status": 404,
-            "duration_seconds": 0.001235})
+        logging.getLogger("telltale.access").info(
+            "GET /files/{name} 404",
+            extra={
+                "method": "GET",
+                "route": "/files/{name}",
+                "path": "/files/hunter22.txt",
+                "status": 404,
+                "duration_seconds": 0.001235,
+            },
+        )
         logging.getLogger().handlers[0].flush()
     finally:
         REQUEST.reset(token)

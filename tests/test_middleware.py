@@ -12,9 +12,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from prometheus_client.parser import text_string_to_metric_families
-
-from app.main import create_app
-from config.settings import Settings
+from telltale.app.main import create_app
+from telltale.config.settings import Settings
 
 
 def make_app(**overrides: object) -> FastAPI:
@@ -86,8 +85,9 @@ async def test_counts_and_labels_exact() -> None:
     assert value(app, "http_response_size_bytes_sum", method="POST", route="/echo") == len('{"a":"bcd"}')
     assert value(app, "http_requests_in_progress", method="GET") == 0
     # no _created series
-    assert not [n for f in app.state.telltale.registry.collect() for n in [s.name for s in f.samples]
-                if n.endswith("_created")]
+    assert not [
+        n for f in app.state.telltale.registry.collect() for n in [s.name for s in f.samples] if n.endswith("_created")
+    ]
 
 
 async def test_raised_exception_counted_as_500_and_reraised() -> None:
@@ -122,10 +122,20 @@ async def test_unknown_paths_add_no_series() -> None:
         pass
 
     async def once(path: str, method: str = "GET") -> None:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-                 "root_path": "", "headers": [(b"host", b"test")], "client": ("127.0.0.1", 1),
-                 "server": ("test", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"test")],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+        }
         await app(scope, receive, send)
 
     await once("/warm-up")
@@ -188,8 +198,10 @@ async def test_metrics_token_gzip_and_formats() -> None:
         om = await c.get("/metrics", headers={**auth, "Accept": "application/openmetrics-text; version=1.0.0"})
         assert om.headers["content-type"].startswith("application/openmetrics-text")
         assert om.text.rstrip().endswith("# EOF")
-    assert gzip.decompress(raw.content if raw.headers.get("content-encoding") != "gzip" else
-                           gzip.compress(raw.content)) == raw.content
+    assert (
+        gzip.decompress(raw.content if raw.headers.get("content-encoding") != "gzip" else gzip.compress(raw.content))
+        == raw.content
+    )
 
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -201,18 +213,29 @@ async def test_promtool_check_metrics_clean() -> None:
         await c.get("/items/1")
         await c.get("/nope")
         await c.get("/boom")
-        await c.post("/api/v1/events", headers={"Authorization": "Bearer ingest"}, json={"events": [
-            {"type": "deployment.completed", "provider": "aws", "duration_seconds": 30, "organization": "o1"},
-            {"type": "payment.succeeded", "provider": "stripe", "currency": "EUR", "amount": 9.5},
-            {"type": "quota.usage", "organization": "o1", "resource": "servers", "used": 3, "limit": 10},
-            {"type": "license.expiry", "organization": "o1", "expires_at": "2030-01-01T00:00:00Z"},
-        ]})
+        await c.post(
+            "/api/v1/events",
+            headers={"Authorization": "Bearer ingest"},
+            json={
+                "events": [
+                    {"type": "deployment.completed", "provider": "aws", "duration_seconds": 30, "organization": "o1"},
+                    {"type": "payment.succeeded", "provider": "stripe", "currency": "EUR", "amount": 9.5},
+                    {"type": "quota.usage", "organization": "o1", "resource": "servers", "used": 3, "limit": 10},
+                    {"type": "license.expiry", "organization": "o1", "expires_at": "2030-01-01T00:00:00Z"},
+                ]
+            },
+        )
         await c.get("/health")
         text = (await c.get("/metrics")).text
-    proc = await asyncio.to_thread(subprocess.run, [PROMTOOL, "check", "metrics"], input=text,
-                                   capture_output=True, text=True, timeout=30)
+    proc = await asyncio.to_thread(
+        subprocess.run, [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stdout + proc.stderr
     names = {f.name for f in text_string_to_metric_families(text)}
-    assert {"http_requests", "http_request_duration_seconds", "telltale_deployments",
-            "telltale_payment_amount"} <= names
+    assert {
+        "http_requests",
+        "http_request_duration_seconds",
+        "telltale_deployments",
+        "telltale_payment_amount",
+    } <= names

@@ -33,21 +33,36 @@ def test_two_workers_sum_and_keep_exemplars(tmp_path: Any) -> None:
     port = free_port()
     mp_dir = tmp_path / "prom"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
-    env.update({"PROMETHEUS_MULTIPROC_DIR": str(mp_dir), "TELLTALE_DRAIN_SECONDS": "0",
-                "TELLTALE_INGEST_TOKEN": "ingest", "TELLTALE_ACCESS_LOG": "false",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLER": "traceidratio",
-                "OTEL_TRACES_SAMPLER_ARG": "1.0"})
+    env.update(
+        {
+            "PROMETHEUS_MULTIPROC_DIR": str(mp_dir),
+            "TELLTALE_DRAIN_SECONDS": "0",
+            "TELLTALE_INGEST_TOKEN": "ingest",
+            "TELLTALE_ACCESS_LOG": "false",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER": "traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "1.0",
+        }
+    )
     (mp_dir).mkdir()
     (mp_dir / "counter_999999.db").write_bytes(b"stale")  # must be wiped at start
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telltale.app.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port, timeout=30)
         n = 120
         for i in range(n):  # a fresh connection each time, so the kernel spreads them over both workers
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-                r = c.post("/api/v1/events", headers={"Authorization": "Bearer ingest"},
-                           json={"events": [{"type": "login.failed", "organization": f"o{i % 3}"}]})
+                r = c.post(
+                    "/api/v1/events",
+                    headers={"Authorization": "Bearer ingest"},
+                    json={"events": [{"type": "login.failed", "organization": f"o{i % 3}"}]},
+                )
                 assert r.status_code == 202
         pids = {p.name.split("_")[-1] for p in mp_dir.glob("counter_*.db")}
         assert len(pids) >= 2, pids  # both workers served
@@ -60,8 +75,11 @@ def test_two_workers_sum_and_keep_exemplars(tmp_path: Any) -> None:
             assert total(text, "telltale_login_failures_total") == n
             assert total(text, "telltale_login_failures_total", organization="o0") == n / 3
             assert total(text, "http_requests_in_progress") == 0
-            exemplars = [line for line in om.splitlines()
-                         if line.startswith("http_request_duration_seconds_bucket") and "trace_id=" in line]
+            exemplars = [
+                line
+                for line in om.splitlines()
+                if line.startswith("http_request_duration_seconds_bucket") and "trace_id=" in line
+            ]
             assert exemplars, "exemplars are kept under several workers"
         assert "_created" not in text
     finally:

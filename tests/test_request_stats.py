@@ -10,16 +10,18 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
-
-from app.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, HttpMetrics
-from app.request_stats import LeanHttpMetrics
+from telltale.app.instrumentation.http_metrics import LATENCY_BUCKETS, SIZE_BUCKETS, HttpMetrics
+from telltale.app.instrumentation.request_stats import LeanHttpMetrics
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = generate_latest(registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if family.name.startswith("http_") and not s.name.endswith("_created")}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if family.name.startswith("http_") and not s.name.endswith("_created")
+    }
 
 
 def observations(n: int, seed: int) -> list[tuple[str, str, int, float, int, int]]:
@@ -29,8 +31,16 @@ def observations(n: int, seed: int) -> list[tuple[str, str, int, float, int, int
     for _ in range(n):
         duration = rng.choice([*LATENCY_BUCKETS, rng.uniform(0, 12), rng.expovariate(100)])
         size = rng.choice([0, 0, *SIZE_BUCKETS, rng.randrange(20_000_000)])
-        out.append((rng.choice(["GET", "POST"]), rng.choice(["/a", "/b/{id}", "<unmatched>"]),
-                    rng.choice([200, 201, 404, 500]), duration, int(size), int(rng.choice([0, 17, 1000, 99_999]))))
+        out.append(
+            (
+                rng.choice(["GET", "POST"]),
+                rng.choice(["/a", "/b/{id}", "<unmatched>"]),
+                rng.choice([200, 201, 404, 500]),
+                duration,
+                int(size),
+                int(rng.choice([0, 17, 1000, 99_999])),
+            )
+        )
     return out
 
 
@@ -74,8 +84,11 @@ def test_exemplar_is_the_latest_sampled_request_in_its_bucket() -> None:
     stats.observe("GET", "/a", 200, 0.021, 0, 0, latest)
     stats.observe("GET", "/a", 200, 0.022, 0, 0, None)  # unsampled: keeps no exemplar
     text = generate_openmetrics(registry).decode()
-    bucket = next(line for line in text.splitlines() if line.startswith('http_request_duration_seconds_bucket{')
-                  and 'le="0.025"' in line)
+    bucket = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("http_request_duration_seconds_bucket{") and 'le="0.025"' in line
+    )
     assert f'trace_id="{0xA2:032x}"' in bucket and "0.021" in bucket.split("#")[1]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from checks.base import Check, Observation, Status
-from checks.runner import CheckRunner, aggregate
+from telltale.checks.base import Check, Observation, Status
+from telltale.checks.runner import CheckRunner, aggregate
 
 
 class Scripted(Check):
@@ -86,7 +86,7 @@ async def test_errors_are_redacted() -> None:
 
 def test_aggregate_rules() -> None:
     def res(status: Status, critical: bool):
-        from checks.base import Result
+        from telltale.checks.base import Result
 
         return Result("x", "t", status, "", 0, 0, critical, frozenset())
 

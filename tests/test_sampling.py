@@ -10,10 +10,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, TraceIdRatioBased
 from opentelemetry.trace import get_current_span
 from prometheus_client import CollectorRegistry
-
-from app.middleware import TelemetryMiddleware
-from app.request_stats import LeanHttpMetrics
-from app.telemetry import root_sampling_bound
+from telltale.app.instrumentation.middleware import TelemetryMiddleware
+from telltale.app.instrumentation.request_stats import LeanHttpMetrics
+from telltale.app.instrumentation.tracing import root_sampling_bound
 
 
 def traced_app(ratio: float) -> tuple[FastAPI, InMemorySpanExporter, list[tuple[int, bool]]]:
@@ -30,8 +29,9 @@ def traced_app(ratio: float) -> tuple[FastAPI, InMemorySpanExporter, list[tuple[
         seen.append((ctx.trace_id, ctx.trace_flags.sampled))
         return {"item_id": item_id}
 
-    app.add_middleware(TelemetryMiddleware, metrics=LeanHttpMetrics(CollectorRegistry()), tracer=tracer,
-                       access_log=False)
+    app.add_middleware(
+        TelemetryMiddleware, metrics=LeanHttpMetrics(CollectorRegistry()), tracer=tracer, access_log=False
+    )
     return app, exporter, seen
 
 
@@ -85,8 +85,12 @@ async def test_lean_server_span_records_what_the_sdk_span_would() -> None:
             raise ValueError("unlucky order")
         return {"order_id": order_id}
 
-    app.add_middleware(TelemetryMiddleware, metrics=LeanHttpMetrics(CollectorRegistry()),
-                       tracer=provider.get_tracer("telltale"), access_log=False)
+    app.add_middleware(
+        TelemetryMiddleware,
+        metrics=LeanHttpMetrics(CollectorRegistry()),
+        tracer=provider.get_tracer("telltale"),
+        access_log=False,
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert (await c.get("/orders/7")).status_code == 200
@@ -96,8 +100,13 @@ async def test_lean_server_span_records_what_the_sdk_span_would() -> None:
     children = [s for s in spans if s.name == "load order"]
     assert [s.name for s in servers] == ["GET /orders/{order_id}"] * 2
     ok, failed = servers
-    assert dict(ok.attributes) == {"http.request.method": "GET", "url.path": "/orders/7", "app.order_id": 7,
-                                   "http.route": "/orders/{order_id}", "http.response.status_code": 200}
+    assert dict(ok.attributes) == {
+        "http.request.method": "GET",
+        "url.path": "/orders/7",
+        "app.order_id": 7,
+        "http.route": "/orders/{order_id}",
+        "http.response.status_code": 200,
+    }
     assert ok.status.status_code is StatusCode.UNSET and ok.end_time > ok.start_time
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.attributes["http.response.status_code"] == 500

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from config.settings import SettingsError, load_settings
+from telltale.config.settings import SettingsError, load_settings
 
 
 def test_defaults_need_no_external_service(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +40,7 @@ def test_comma_separated_disk_paths_from_env(monkeypatch: pytest.MonkeyPatch) ->
         ({"TELLTALE_REDIS_URL": "not a url"}, "TELLTALE_REDIS_URL:"),
         ({"TELLTALE_CHECK_TIMEOUT_SECONDS": "-1"}, "TELLTALE_CHECK_TIMEOUT_SECONDS: Input should be greater than 0"),
         ({"TELLTALE_PORT": "70000"}, "TELLTALE_PORT:"),
-        ({"TELLTALE_QUEUES": "[{\"name\": \"default\"}]"}, "need redis_url"),
+        ({"TELLTALE_QUEUES": '[{"name": "default"}]'}, "need redis_url"),
         ({"TELLTALE_QUEUES": "[{"}, "TELLTALE_QUEUES: not valid JSON"),
         ({"TELLTALE_DISK_PATHS": "relative/path"}, "TELLTALE_DISK_PATHS: 'relative/path' is not an absolute path"),
     ],
@@ -77,8 +76,11 @@ def test_error_never_echoes_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_redacted_hides_tokens_and_dsn_passwords() -> None:
-    s = load_settings(database_url="postgresql://app:hunter2@db/x", redis_url="redis://:r3dispw@cache:6379/0",
-                      health_token="tok-123456")
+    s = load_settings(
+        database_url="postgresql://app:hunter2@db/x",
+        redis_url="redis://:r3dispw@cache:6379/0",
+        health_token="tok-123456",
+    )
     text = repr(s.redacted())
     for secret in ("hunter2", "r3dispw", "tok-123456"):
         assert secret not in text

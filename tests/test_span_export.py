@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from telltale.app.instrumentation.span_export import ChildProcessExporter, otlp_http_exporter
 
-from app.span_export import ChildProcessExporter, otlp_http_exporter
 from tests.otlp_receiver import OtlpReceiver
 
 MEMORY = InMemorySpanExporter()
@@ -32,8 +32,9 @@ def test_child_process_exports_spans_with_their_fields(monkeypatch) -> None:  # 
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("telltale", "1.2.3")
     try:
-        with tracer.start_as_current_span("GET /items/{id}", kind=SpanKind.SERVER,
-                                          attributes={"http.route": "/items/{id}", "n": 3}) as root:
+        with tracer.start_as_current_span(
+            "GET /items/{id}", kind=SpanKind.SERVER, attributes={"http.route": "/items/{id}", "n": 3}
+        ) as root:
             root.add_event("cache miss", {"key": "items:3"})
             with tracer.start_as_current_span("SELECT items") as child:
                 child.set_status(StatusCode.ERROR, "boom")

@@ -14,8 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, TraceFlags
-
-from app.span_queue import SpanQueue
+from telltale.app.instrumentation.span_queue import SpanQueue
 
 
 class Recorder(SpanExporter):
@@ -72,8 +71,9 @@ def test_a_stuck_exporter_never_blocks_and_drops_are_counted() -> None:
     gate = threading.Event()
     recorder = Recorder(gate)
     drops: list[int] = []
-    queue = SpanQueue(recorder, lambda: drops.append(1), max_queue_size=4, max_export_batch_size=2,
-                      schedule_delay_millis=60_000)
+    queue = SpanQueue(
+        recorder, lambda: drops.append(1), max_queue_size=4, max_export_batch_size=2, schedule_delay_millis=60_000
+    )
     try:
         queue.put(span("a"))
         queue.put(span("b"))  # a full batch: the export thread takes it and sticks in the exporter

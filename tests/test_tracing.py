@@ -40,15 +40,27 @@ def traced(postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory
     port = free_port()
     log = tmp_path_factory.mktemp("tracing") / "stdout.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_", "PROMETHEUS_"))}
-    env.update({
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_SERVICE_NAME": "telltale-test", "TELLTALE_DATABASE_URL": postgres.dsn,
-        "TELLTALE_REDIS_URL": redis_server.url, "TELLTALE_HEALTH_TOKEN": "health-token",
-        "TELLTALE_INGEST_TOKEN": "ingest-token", "TELLTALE_CACHE_TTL_SECONDS": "0", "TELLTALE_DRAIN_SECONDS": "0",
-    })
+    env.update(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_SERVICE_NAME": "telltale-test",
+            "TELLTALE_DATABASE_URL": postgres.dsn,
+            "TELLTALE_REDIS_URL": redis_server.url,
+            "TELLTALE_HEALTH_TOKEN": "health-token",
+            "TELLTALE_INGEST_TOKEN": "ingest-token",
+            "TELLTALE_CACHE_TTL_SECONDS": "0",
+            "TELLTALE_DRAIN_SECONDS": "0",
+        }
+    )
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-format", "json"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telltale.app.cli", "serve", "--port", str(port), "--log-format", "json"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_port(port)
         yield {"receiver": receiver, "base": f"http://127.0.0.1:{port}", "log": log, "proc": proc}
@@ -67,20 +79,31 @@ def test_spans_structure_probes_quiet_log_join_and_exemplars(traced: dict[str, A
         assert c.get("/health/ready").status_code == 200
         assert c.get("/health/live").status_code == 200
         assert c.get("/metrics").status_code == 200
-        r = c.get("/health/detailed", headers={"Authorization": "Bearer health-token",
-                                               "traceparent": traceparent(T_DETAILED), "X-Request-ID": "req-trace"})
+        r = c.get(
+            "/health/detailed",
+            headers={
+                "Authorization": "Bearer health-token",
+                "traceparent": traceparent(T_DETAILED),
+                "X-Request-ID": "req-trace",
+            },
+        )
         assert r.status_code == 200, r.text
-        r = c.post("/api/v1/events", headers={"Authorization": "Bearer ingest-token",
-                                              "traceparent": traceparent(T_EVENTS)},
-                   json={"events": [{"type": "login.failed", "organization": "acme"}]})
+        r = c.post(
+            "/api/v1/events",
+            headers={"Authorization": "Bearer ingest-token", "traceparent": traceparent(T_EVENTS)},
+            json={"events": [{"type": "login.failed", "organization": "acme"}]},
+        )
         assert r.status_code == 202
         assert c.get("/health", headers={"traceparent": traceparent(T_UNSAMPLED, sampled=False)}).status_code == 200
         assert c.get("/health/ready").status_code == 200
         om = c.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text
         plain = c.get("/metrics").text
 
-    spans = receiver.wait_for(lambda s: any(x["name"] == "POST /api/v1/events" for x in s) and
-                              sum(x["name"].startswith("check ") for x in s) >= 6)
+    spans = receiver.wait_for(
+        lambda s: (
+            any(x["name"] == "POST /api/v1/events" for x in s) and sum(x["name"].startswith("check ") for x in s) >= 6
+        )
+    )
     time.sleep(0.5)  # anything else would have arrived by now
     spans = receiver.snapshot()
     by_id = {s["span_id"]: s for s in spans}
@@ -93,8 +116,9 @@ def test_spans_structure_probes_quiet_log_join_and_exemplars(traced: dict[str, A
     assert root["attributes"]["http.route"] == "/health/detailed"
     assert root["attributes"]["http.response.status_code"] == 200
     checks = {s["name"]: s for s in spans if s["parent_span_id"] == root["span_id"]}
-    assert {"check postgres", "check redis", "check disk", "check memory", "check cpu",
-            "check event_loop"} == set(checks)
+    assert {"check postgres", "check redis", "check disk", "check memory", "check cpu", "check event_loop"} == set(
+        checks
+    )
     assert checks["check postgres"]["attributes"]["telltale.check.status"] == "healthy"
     db = [s for s in spans if "asyncpg" in s["scope"]]
     assert db and all(by_id[s["parent_span_id"]]["name"] == "check postgres" for s in db)

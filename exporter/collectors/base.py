@@ -110,8 +110,13 @@ class PgPool:
             async with self._lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self.dsn, min_size=0, max_size=self.max_size, max_inactive_connection_lifetime=300,
-                        timeout=self.timeout, command_timeout=self.timeout, statement_cache_size=64,
+                        self.dsn,
+                        min_size=0,
+                        max_size=self.max_size,
+                        max_inactive_connection_lifetime=300,
+                        timeout=self.timeout,
+                        command_timeout=self.timeout,
+                        statement_cache_size=64,
                         server_settings={"application_name": "telltale-exporter"},
                     )
         return self._pool

@@ -6,8 +6,7 @@ import asyncio
 import os
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-
-from exporter.collectors.base import Collector
+from telltale.exporter.collectors.base import Collector
 
 
 def _statvfs(paths: list[str]) -> list[tuple[str, os.statvfs_result | None]]:
@@ -31,11 +30,11 @@ class DiskCollector(Collector):
         readings = await asyncio.to_thread(_statvfs, self.paths)
         fams = {
             "size": GaugeMetricFamily("telltale_disk_size_bytes", "Filesystem size.", labels=["path"]),
-            "avail": GaugeMetricFamily("telltale_disk_available_bytes", "Bytes available to unprivileged users.",
-                                       labels=["path"]),
+            "avail": GaugeMetricFamily(
+                "telltale_disk_available_bytes", "Bytes available to unprivileged users.", labels=["path"]
+            ),
             "ratio": GaugeMetricFamily("telltale_disk_used_ratio", "Used / size.", labels=["path"]),
-            "inodes": GaugeMetricFamily("telltale_disk_inodes", "Inodes in all.",
-                                         labels=["path"]),
+            "inodes": GaugeMetricFamily("telltale_disk_inodes", "Inodes in all.", labels=["path"]),
             "ifree": GaugeMetricFamily("telltale_disk_inodes_free", "Free inodes.", labels=["path"]),
         }
         missing = []

@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 from prometheus_client.core import GaugeMetricFamily, Metric
-
-from checks.docker import docker_client
-from exporter.collectors.base import Collector, gauge
+from telltale.checks.docker import docker_client
+from telltale.exporter.collectors.base import Collector, gauge
 
 STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
@@ -48,8 +47,9 @@ class DockerCollector(Collector):
         for state in sorted(set(STATES) | set(states)):
             by_state.add_metric([state], states.get(state, 0))
         out.append(by_state)
-        restarts = GaugeMetricFamily("telltale_docker_container_restarts", "Restart count per container.",
-                                     labels=["container"])
+        restarts = GaugeMetricFamily(
+            "telltale_docker_container_restarts", "Restart count per container.", labels=["container"]
+        )
         unhealthy = 0
         for c, d in zip(containers, details, strict=True):
             name = ((c.get("Names") or ["?"])[0]).lstrip("/")
@@ -60,8 +60,7 @@ class DockerCollector(Collector):
             health = state.get("Health") or state.get("Healthcheck") or {}
             unhealthy += health.get("Status") == "unhealthy"
             restarts.add_metric([name], d.get("RestartCount", 0) or 0)
-        out.append(gauge("telltale_docker_containers_unhealthy", "Containers whose health check fails.",
-                         unhealthy))
+        out.append(gauge("telltale_docker_containers_unhealthy", "Containers whose health check fails.", unhealthy))
         out.append(restarts)
         return out
 

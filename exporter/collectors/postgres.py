@@ -6,8 +6,7 @@ import json
 
 import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
-from exporter.collectors.base import Collector, PgPool, Refreshed, gauge
+from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, gauge
 
 _MAIN = """
 select current_setting('server_version') as version,
@@ -78,31 +77,55 @@ class PostgresCollector(Collector):
         info.add_metric([row["version"]], 1)
         out.append(info)
         out.append(gauge("telltale_postgres_max_connections", "max_connections.", row["max_connections"]))
-        conns = GaugeMetricFamily("telltale_postgres_connections", "Client backends by database and state.",
-                                  labels=["datname", "state"])
+        conns = GaugeMetricFamily(
+            "telltale_postgres_connections", "Client backends by database and state.", labels=["datname", "state"]
+        )
         for d, s, n in json.loads(row["connections"]):
             conns.add_metric([d, s], n)
         out.append(conns)
         counters = {key: CounterMetricFamily(name, doc, labels=["datname"]) for key, name, doc in _COUNTERS}
         for d, commit, rollback, deadlocks, hit, read, temp in json.loads(row["databases"]):
-            for key, v in zip(("xact_commit", "xact_rollback", "deadlocks", "blocks_hit", "blocks_read",
-                               "temp_bytes"), (commit, rollback, deadlocks, hit, read, temp), strict=True):
+            for key, v in zip(
+                ("xact_commit", "xact_rollback", "deadlocks", "blocks_hit", "blocks_read", "temp_bytes"),
+                (commit, rollback, deadlocks, hit, read, temp),
+                strict=True,
+            ):
                 counters[key].add_metric([d], v or 0)
         out.extend(counters.values())
-        out.append(gauge("telltale_postgres_oldest_transaction_age_seconds",
-                         "Age of the oldest open transaction.", row["oldest_xact"]))
-        out.append(gauge("telltale_postgres_oldest_query_age_seconds",
-                         "Age of the longest running active query.", row["oldest_query"]))
+        out.append(
+            gauge(
+                "telltale_postgres_oldest_transaction_age_seconds",
+                "Age of the oldest open transaction.",
+                row["oldest_xact"],
+            )
+        )
+        out.append(
+            gauge(
+                "telltale_postgres_oldest_query_age_seconds",
+                "Age of the longest running active query.",
+                row["oldest_query"],
+            )
+        )
         out.append(gauge("telltale_postgres_locks_waiting", "Backends waiting on a lock.", row["locks_waiting"]))
-        out.append(gauge("telltale_postgres_replica", "1 when the server is a replica (in recovery).",
-                         1 if row["replica"] else 0))
+        out.append(
+            gauge(
+                "telltale_postgres_replica", "1 when the server is a replica (in recovery).", 1 if row["replica"] else 0
+            )
+        )
         if row["replica"]:
-            out.append(gauge("telltale_postgres_replication_lag_seconds", "Replay lag of this replica.",
-                             row["replication_lag"] or 0.0))
+            out.append(
+                gauge(
+                    "telltale_postgres_replication_lag_seconds",
+                    "Replay lag of this replica.",
+                    row["replication_lag"] or 0.0,
+                )
+            )
         if row["has_pgss"] and self.statements_top:
-            st = GaugeMetricFamily("telltale_postgres_statement_mean_duration_seconds",
-                                   "Mean execution time of the slowest statements (pg_stat_statements).",
-                                   labels=["queryid"])
+            st = GaugeMetricFamily(
+                "telltale_postgres_statement_mean_duration_seconds",
+                "Mean execution time of the slowest statements (pg_stat_statements).",
+                labels=["queryid"],
+            )
             for r in stmts:
                 st.add_metric([r["queryid"]], r["mean_seconds"])
             out.append(st)

@@ -11,10 +11,9 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client.core import GaugeMetricFamily, Metric
-
-from checks.queue import _parse_ts, redis_queue_state
-from config.settings import QueueSpec
-from exporter.collectors.base import Collector, PgPool, ident
+from telltale.checks.queue import _parse_ts, redis_queue_state
+from telltale.config.settings import QueueSpec
+from telltale.exporter.collectors.base import Collector, PgPool, ident
 
 log = logging.getLogger("telltale.exporter")
 
@@ -58,8 +57,9 @@ class QueueCollector(Collector):
             return None
         assert self.pg is not None
         try:
-            rows = await self.pg.fetch(f"select count(*) as n from {ident(spec.failed_table)} where queue = $1",
-                                       spec.name)
+            rows = await self.pg.fetch(
+                f"select count(*) as n from {ident(spec.failed_table)} where queue = $1", spec.name
+            )
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
             # No Laravel failed-jobs table in this database: stop asking (an outage still raises).
             self._failed_table_broken.add(spec.failed_table)
@@ -75,7 +75,8 @@ class QueueCollector(Collector):
             f" (select min(available_at) from {table} where queue = $1 and reserved_at is null"
             f"   and available_at <= $2) as oldest,"
             f" (select count(*) from {failed} where queue = $1) as failed",
-            spec.name, int(now),
+            spec.name,
+            int(now),
         )
         row = rows[0]
         state: dict[str, Any] = {"depth": row["depth"], "failed": row["failed"], "oldest": None}
@@ -89,13 +90,14 @@ class QueueCollector(Collector):
 
     async def collect(self) -> list[Metric]:
         now = time.time()
-        states = await asyncio.gather(*(
-            self._sql_state(s, now) if s.backend == "sql" else self._redis_state(s, now) for s in self.specs
-        ))
+        states = await asyncio.gather(
+            *(self._sql_state(s, now) if s.backend == "sql" else self._redis_state(s, now) for s in self.specs)
+        )
         labels = ["queue", "backend"]
         depth = GaugeMetricFamily("telltale_queue_depth", "Jobs waiting.", labels=labels)
-        oldest = GaugeMetricFamily("telltale_queue_oldest_job_age_seconds", "Age of the oldest waiting job.",
-                                   labels=labels)
+        oldest = GaugeMetricFamily(
+            "telltale_queue_oldest_job_age_seconds", "Age of the oldest waiting job.", labels=labels
+        )
         failed = GaugeMetricFamily("telltale_queue_failed_jobs", "Failed jobs.", labels=labels)
         workers = GaugeMetricFamily("telltale_queue_workers", "Live workers.", labels=labels)
         for spec, st in zip(self.specs, states, strict=True):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
-from exporter.collectors.base import Collector, gauge
+from telltale.exporter.collectors.base import Collector, gauge
 
 _GAUGES = (
     ("used_memory", "telltale_redis_memory_used_bytes", "Memory used by Redis (used_memory)."),
@@ -39,8 +38,11 @@ class RedisCollector(Collector):
             # Start the next scrape from fresh connections (redis-py drops the one it was using).
             await self.client.connection_pool.disconnect(inuse_connections=True)
             raise
-        dbs = {k: int(v.get("keys", 0)) for k, v in fields.items()
-               if k.startswith("db") and k[2:].isdigit() and isinstance(v, dict)}
+        dbs = {
+            k: int(v.get("keys", 0))
+            for k, v in fields.items()
+            if k.startswith("db") and k[2:].isdigit() and isinstance(v, dict)
+        }
         out: list[Metric] = [gauge("telltale_redis_up", "1 when Redis answered.", 1)]
         info = GaugeMetricFamily("telltale_redis_info", "Redis server version and role.", labels=["version", "role"])
         info.add_metric([str(fields.get("redis_version", "")), str(fields.get("role", ""))], 1)

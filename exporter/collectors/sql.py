@@ -27,9 +27,8 @@ from typing import Any
 
 import yaml
 from prometheus_client.core import GaugeMetricFamily, Metric
-
-from config.settings import SettingsError
-from exporter.collectors.base import Collector, PgPool, Refreshed
+from telltale.config.settings import SettingsError
+from telltale.exporter.collectors.base import Collector, PgPool, Refreshed
 
 log = logging.getLogger("telltale.exporter")
 SETTING = "TELLTALE_EXPORTER_QUERIES_FILE"
@@ -112,11 +111,19 @@ def _spec(item: Any, where: str) -> QuerySpec:
     interval, timeout = item.get("interval", 0), item.get("timeout")
     if not isinstance(interval, int | float) or isinstance(interval, bool) or not 0 <= interval <= 86400:
         raise SettingsError(f"{where}.interval: must be a number of seconds between 0 and 86400")
-    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
-                                or not 0 < timeout <= 60):
+    if timeout is not None and (
+        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 60
+    ):
         raise SettingsError(f"{where}.timeout: must be a number of seconds in (0, 60]")
-    return QuerySpec(name, item["help"].strip(), item["query"], tuple(labels), tuple(values), float(interval),
-                     float(timeout) if timeout is not None else None)
+    return QuerySpec(
+        name,
+        item["help"].strip(),
+        item["query"],
+        tuple(labels),
+        tuple(values),
+        float(interval),
+        float(timeout) if timeout is not None else None,
+    )
 
 
 class _Query:
@@ -165,10 +172,12 @@ class SqlCollector(Collector):
     async def collect(self) -> list[Metric]:
         results = await asyncio.gather(*(self._one(q) for q in self.queries))
         out: list[Metric] = [m for fams in results for m in fams]
-        ok = GaugeMetricFamily("telltale_exporter_query_success", "1 when the SQL query's last run succeeded.",
-                               labels=["query"])
-        dur = GaugeMetricFamily("telltale_exporter_query_duration_seconds", "How long the SQL query's last run took.",
-                                labels=["query"])
+        ok = GaugeMetricFamily(
+            "telltale_exporter_query_success", "1 when the SQL query's last run succeeded.", labels=["query"]
+        )
+        dur = GaugeMetricFamily(
+            "telltale_exporter_query_duration_seconds", "How long the SQL query's last run took.", labels=["query"]
+        )
         for q in self.queries:
             ok.add_metric([q.spec.name], 1 if q.reading.ok else 0)
             dur.add_metric([q.spec.name], q.reading.duration)

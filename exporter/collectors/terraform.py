@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-
-from checks.terraform import terraform_version
-from exporter.collectors.base import Collector, PgPool, Refreshed, gauge, ident
+from telltale.checks.terraform import terraform_version
+from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, gauge, ident
 
 _ACTIVE_DONE = ("completed", "failed", "cancelled", "canceled", "destroyed")
 
@@ -28,8 +27,9 @@ select (select count(*) from {t} where completed_at is null and status not in ({
 class TerraformCollector(Collector):
     name = "terraform"
 
-    def __init__(self, *, binary: str | None, pg: PgPool | None, table: str | None, refresh_interval: float,
-                 timeout: float) -> None:
+    def __init__(
+        self, *, binary: str | None, pg: PgPool | None, table: str | None, refresh_interval: float, timeout: float
+    ) -> None:
         self.binary, self.pg, self.table = binary, pg, table
         self.timeout = timeout
         self.version = Refreshed(self._version, refresh_interval, "terraform version") if binary else None
@@ -57,14 +57,21 @@ class TerraformCollector(Collector):
         if self.pg is not None and self.table:
             row = (await self.pg.fetch(self._sql))[0]
             out.append(gauge("telltale_terraform_deployments_active", "Deployments running now.", row["active"]))
-            last = GaugeMetricFamily("telltale_terraform_deployments_last_24h",
-                                     "Deployments finished in the last 24 hours.", labels=["status"])
+            last = GaugeMetricFamily(
+                "telltale_terraform_deployments_last_24h",
+                "Deployments finished in the last 24 hours.",
+                labels=["status"],
+            )
             last.add_metric(["completed"], row["completed"])
             last.add_metric(["failed"], row["failed"])
             out.append(last)
-            out.append(gauge("telltale_terraform_deployment_duration_seconds_avg",
-                             "Average duration of deployments completed in the last 24 hours.",
-                             row["avg_seconds"] or 0.0))
+            out.append(
+                gauge(
+                    "telltale_terraform_deployment_duration_seconds_avg",
+                    "Average duration of deployments completed in the last 24 hours.",
+                    row["avg_seconds"] or 0.0,
+                )
+            )
         return out
 
     async def aclose(self) -> None:

@@ -30,10 +30,9 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.logs import REQUEST, RequestContext, write_access_line
-from app.metrics import KNOWN_METHODS, UNMATCHED, HttpMetrics
-from app.server_span import LeanServerSpan, UnsampledRootSpan
+from telltale.app.instrumentation.http_metrics import KNOWN_METHODS, UNMATCHED, HttpMetrics
+from telltale.app.instrumentation.logs import REQUEST, RequestContext, write_access_line
+from telltale.app.instrumentation.server_span import LeanServerSpan, UnsampledRootSpan
 
 _REQUEST_ID_HEADER = b"x-request-id"
 _MAX_REQUEST_ID = 128
@@ -93,8 +92,7 @@ class TelemetryMiddleware:
             from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
             from opentelemetry.trace import SpanKind, Status, StatusCode
             from opentelemetry.trace.propagation import _SPAN_KEY
-
-            from app.telemetry import runtime_context_var
+            from telltale.app.instrumentation.tracing import runtime_context_var
 
             self._extract = propagate.extract
             self._set_span = trace.set_span_in_context
@@ -108,12 +106,12 @@ class TelemetryMiddleware:
             self._server = SpanKind.SERVER
             self._error = Status(StatusCode.ERROR)
             self._suppressed = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
-            self._trace_headers = frozenset(
-                k.encode() for k in propagate.get_global_textmap().fields) or frozenset({b"traceparent"})
+            self._trace_headers = frozenset(k.encode() for k in propagate.get_global_textmap().fields) or frozenset(
+                {b"traceparent"}
+            )
             from opentelemetry.trace import get_current_span
-
-            from app.server_span import LeanSpans
-            from app.telemetry import root_sampling_bound
+            from telltale.app.instrumentation.server_span import LeanSpans
+            from telltale.app.instrumentation.tracing import root_sampling_bound
 
             # an SDK tracer: server spans are lean (app/server_span.py); any other tracer is used as is
             sdk = all(hasattr(tracer, a) for a in ("sampler", "id_generator", "span_processor", "resource"))
@@ -212,13 +210,29 @@ class TelemetryMiddleware:
             if measured:
                 pending = self._pending
                 if pending is not None:
-                    pending.append((method, route, status, duration, content_length, response_size,
-                                    (sampled, time.time()) if sampled is not None else None))
+                    pending.append(
+                        (
+                            method,
+                            route,
+                            status,
+                            duration,
+                            content_length,
+                            response_size,
+                            (sampled, time.time()) if sampled is not None else None,
+                        )
+                    )
                     if len(pending) >= self._flush_at:
                         self.metrics.flush()  # type: ignore[union-attr]
                 else:
-                    self._observe(method, route, status, duration, content_length,  # type: ignore[misc]
-                                  response_size, sampled)
+                    self._observe(
+                        method,
+                        route,
+                        status,
+                        duration,
+                        content_length,  # type: ignore[misc]
+                        response_size,
+                        sampled,
+                    )
             if self.access_log and not quiet:
                 write_access_line(method, route, path, status, duration)
             if otel_token is not None:
@@ -230,8 +244,9 @@ class TelemetryMiddleware:
         parent = self._extract(scope["headers"], getter=_GETTER) if traced_request else None
         lean = self._lean
         if lean is None:
-            span = self.tracer.start_span(method, context=parent, kind=self._server,
-                                          attributes={"http.request.method": method, "url.path": path})
+            span = self.tracer.start_span(
+                method, context=parent, kind=self._server, attributes={"http.request.method": method, "url.path": path}
+            )
         elif parent is None and self._bound is not None:
             # a new root under a ratio sampler: the sampler's own test, without its call; a dropped
             # request gets a span whose ids are drawn only if something asks for them
@@ -247,8 +262,9 @@ class TelemetryMiddleware:
         if current is None:
             return span, self._attach(self._set_span(span, parent))
         # what set_span_in_context does: a copy of the parent (or current) context with the span in it
-        return span, self._attach(self._context_type({**(parent if parent is not None else current()),
-                                                      self._span_key: span}))
+        return span, self._attach(
+            self._context_type({**(parent if parent is not None else current()), self._span_key: span})
+        )
 
     def _end_span(self, span: Any, method: str, route: str, status: int, failed: BaseException | None) -> Any:
         """Name, label and end the server span; its span context when sampled (the duration's exemplar)."""
@@ -282,11 +298,11 @@ def _trace_id_source(ids: Any) -> Any:
 
 def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any) -> None:
     """Wire request metrics, event metrics, tracing and the exposition registry into `app`."""
-    from app.events import EventMetrics
-    from app.exposition import Renderer
-    from app.metrics import exposition_registry
-    from app.request_stats import make_http_metrics
-    from app.telemetry import register_span_counters, setup_tracing
+    from telltale.app.events import EventMetrics
+    from telltale.app.instrumentation.exposition import Renderer
+    from telltale.app.instrumentation.http_metrics import exposition_registry
+    from telltale.app.instrumentation.request_stats import make_http_metrics
+    from telltale.app.instrumentation.tracing import register_span_counters, setup_tracing
 
     http = make_http_metrics(registry)
     app.state.http_metrics = http
@@ -295,6 +311,11 @@ def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any
     app.state.exposition_registry = exposition_registry(registry, health_collector, http)
     app.state.renderer = Renderer(settings.metrics_render)
     tracer = setup_tracing(settings.otel_enabled, settings.otel_export_process)
-    app.add_middleware(TelemetryMiddleware, metrics=http, tracer=tracer,
-                       metrics_exclude=settings.metrics_exclude_paths, trace_exclude=settings.trace_exclude_paths,
-                       access_log=settings.access_log)
+    app.add_middleware(
+        TelemetryMiddleware,
+        metrics=http,
+        tracer=tracer,
+        metrics_exclude=settings.metrics_exclude_paths,
+        trace_exclude=settings.trace_exclude_paths,
+        access_log=settings.access_log,
+    )

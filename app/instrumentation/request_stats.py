@@ -4,7 +4,7 @@ prometheus-client guards every `inc()`/`observe()` with a lock, and a request ma
 progress up and down, the counter, three histograms): most of a middleware's cost. Here a request
 appends one tuple on the event-loop thread; batches are folded into the totals in C-speed passes, and
 a scrape builds fresh metric families from them, the custom-collector pattern of client_python.
-Under several workers the prometheus-client metrics in `app.metrics` are used instead: only they can
+Under several workers the prometheus-client metrics in `http_metrics` are used instead: only they can
 be merged across processes.
 """
 
@@ -28,7 +28,13 @@ from prometheus_client.utils import floatToGoString
 if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext
 
-from app.metrics import KNOWN_METHODS, LATENCY_BUCKETS, SIZE_BUCKETS, HttpMetrics, multiprocess_mode
+from telltale.app.instrumentation.http_metrics import (
+    KNOWN_METHODS,
+    LATENCY_BUCKETS,
+    SIZE_BUCKETS,
+    HttpMetrics,
+    multiprocess_mode,
+)
 
 _LAT = len(LATENCY_BUCKETS) + 1  # bucket counts per histogram: one per bound, plus +Inf
 _SIZE = len(SIZE_BUCKETS) + 1
@@ -87,8 +93,9 @@ def _fold(routes: dict[tuple[str, str], _Route], batch: list[Observation]) -> No
         _fold_route(routes, key, rows, list(zip(*rows, strict=True)))
 
 
-def _fold_route(routes: dict[tuple[str, str], _Route], key: tuple[str, str], rows: list[Observation],
-                columns: list[tuple]) -> None:
+def _fold_route(
+    routes: dict[tuple[str, str], _Route], key: tuple[str, str], rows: list[Observation], columns: list[tuple]
+) -> None:
     r = routes.get(key)
     if r is None:
         r = routes[key] = _Route()
@@ -113,7 +120,7 @@ _BY_ROUTE = itemgetter(0, 1)
 
 
 class LeanHttpMetrics:
-    """Same series as `app.metrics.HttpMetrics`; registered in the registry as a collector.
+    """Same series as `http_metrics.HttpMetrics`; registered in the registry as a collector.
 
     A request's observation is one tuple appended to `pending` (the middleware appends directly); every
     `FLUSH_AT` observations the batch is folded into the totals with sorts, counters and bisects that run
@@ -139,11 +146,28 @@ class LeanHttpMetrics:
     def started(self, method: str) -> None:
         self.started_counts[method] += 1
 
-    def observe(self, method: str, route: str, status: int, duration: float, request_size: int,
-                response_size: int, sampled: SpanContext | None) -> None:
+    def observe(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        duration: float,
+        request_size: int,
+        response_size: int,
+        sampled: SpanContext | None,
+    ) -> None:
         pending = self.pending
-        pending.append((method, route, status, duration, request_size, response_size,
-                        (sampled, time.time()) if sampled is not None else None))
+        pending.append(
+            (
+                method,
+                route,
+                status,
+                duration,
+                request_size,
+                response_size,
+                (sampled, time.time()) if sampled is not None else None,
+            )
+        )
         if len(pending) >= self.FLUSH_AT:
             self.flush()
 
@@ -171,8 +195,9 @@ class LeanHttpMetrics:
 
     def collect(self) -> Iterator[Metric]:
         routes = self.snapshot()
-        requests = CounterMetricFamily("http_requests", "Requests served, by route template and status",
-                                       labels=["method", "route", "status"])
+        requests = CounterMetricFamily(
+            "http_requests", "Requests served, by route template and status", labels=["method", "route", "status"]
+        )
         for (method, route), r in routes.items():
             for status, n in r.statuses.items():
                 requests.add_metric([method, route, str(status)], n)
@@ -204,8 +229,9 @@ class LeanHttpMetrics:
 
 
 def _exemplar(context: SpanContext, value: float, timestamp: float) -> Exemplar:
-    return Exemplar({"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")},
-                    value, timestamp)
+    return Exemplar(
+        {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}, value, timestamp
+    )
 
 
 def make_http_metrics(registry: CollectorRegistry) -> LeanHttpMetrics | HttpMetrics:

@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.trace import get_current_span as _current_span
-
-from checks.redact import redact
+from telltale.checks.redact import redact
 
 _STD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
@@ -130,8 +129,13 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     """`HH:MM:SS level logger: message key=value ...` for a human at a terminal."""
 
-    _COLORS = {"DEBUG": "\x1b[2m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m",
-               "CRITICAL": "\x1b[1;31m"}
+    _COLORS = {
+        "DEBUG": "\x1b[2m",
+        "INFO": "\x1b[32m",
+        "WARNING": "\x1b[33m",
+        "ERROR": "\x1b[31m",
+        "CRITICAL": "\x1b[1;31m",
+    }
 
     def __init__(self, secrets: Iterable[str] = (), color: bool | None = None) -> None:
         super().__init__()
@@ -146,8 +150,10 @@ class ConsoleFormatter(logging.Formatter):
             level = f"{level:<7}"
         extras = _extras(record)
         tail = " ".join(f"{k}={v}" for k, v in extras.items() if k not in ("span_id",))
-        line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))}.{int(record.msecs):03d} {level} " \
-               f"{record.name}: {record.getMessage()}" + (f"  {tail}" if tail else "")
+        line = (
+            f"{time.strftime('%H:%M:%S', time.localtime(record.created))}.{int(record.msecs):03d} {level} "
+            f"{record.name}: {record.getMessage()}" + (f"  {tail}" if tail else "")
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return redact(line, self.secrets) if self.secrets else line
@@ -272,11 +278,26 @@ def write_access_line(method: str, route: str, path: str, status: int, duration:
     handlers = _ROOT.handlers
     handler = handlers[0] if len(handlers) == 1 else None
     formatter = handler.formatter if handler is not None else None
-    if (type(handler) is not BufferedLineHandler or type(formatter) is not JsonFormatter
-            or _ACCESS.handlers or _ACCESS.filters or not _ACCESS.isEnabledFor(logging.INFO)):
-        _ACCESS.info("%s %s %s", method, route, status, extra={
-            "method": method, "route": route, "path": path, "status": status,
-            "duration_seconds": round(duration, 6)})
+    if (
+        type(handler) is not BufferedLineHandler
+        or type(formatter) is not JsonFormatter
+        or _ACCESS.handlers
+        or _ACCESS.filters
+        or not _ACCESS.isEnabledFor(logging.INFO)
+    ):
+        _ACCESS.info(
+            "%s %s %s",
+            method,
+            route,
+            status,
+            extra={
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_seconds": round(duration, 6),
+            },
+        )
         return
     now = time.time()
     whole = int(now)

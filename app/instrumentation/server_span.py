@@ -47,11 +47,30 @@ class UnsampledRootSpan(NonRecordingSpan):
 
 
 class LeanServerSpan(Span):
-    __slots__ = ("_context", "_ended", "_events", "_foreign", "_links", "_name", "_owner", "_parent", "_start",
-                 "_status", "attributes", "sampled")
+    __slots__ = (
+        "_context",
+        "_ended",
+        "_events",
+        "_foreign",
+        "_links",
+        "_name",
+        "_owner",
+        "_parent",
+        "_start",
+        "_status",
+        "attributes",
+        "sampled",
+    )
 
-    def __init__(self, owner: Any, name: str, context: SpanContext, parent: SpanContext | None,
-                 attributes: dict[str, types.AttributeValue], sampled: bool = True) -> None:
+    def __init__(
+        self,
+        owner: Any,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, types.AttributeValue],
+        sampled: bool = True,
+    ) -> None:
         self._owner = owner  # the LeanSpans that made it: processor, sink, resource, scope
         self.sampled = sampled  # recorded spans are sampled unless the sampler said RECORD_ONLY
         self._name = name
@@ -107,14 +126,21 @@ class LeanServerSpan(Span):
         else:
             self._status = Status(status, description)
 
-    def record_exception(self, exception: BaseException, attributes: types.Attributes = None,
-                         timestamp: int | None = None, escaped: bool = False) -> None:
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
         kind = type(exception)
         module = kind.__module__
-        event = {"exception.type": f"{module}.{kind.__qualname__}" if module != "builtins" else kind.__qualname__,
-                 "exception.message": str(exception),
-                 "exception.stacktrace": "".join(traceback.format_exception(exception)),
-                 "exception.escaped": str(escaped)}
+        event = {
+            "exception.type": f"{module}.{kind.__qualname__}" if module != "builtins" else kind.__qualname__,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
         if attributes:
             event.update(attributes)
         self.add_event("exception", event, timestamp)
@@ -125,12 +151,21 @@ class LeanServerSpan(Span):
         self._ended = True
         owner = self._owner
         readable = ReadableSpan(
-            name=self._name, context=self._context, parent=self._parent, resource=owner.resource,
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=owner.resource,
             attributes=BoundedAttributes(owner.max_attributes, self.attributes, immutable=True)
-            if self._foreign or len(self.attributes) > owner.max_attributes else self.attributes,
-            events=tuple(self._events), links=tuple(self._links), kind=SpanKind.SERVER,
-            instrumentation_scope=owner.scope, instrumentation_info=owner.info, status=self._status,
-            start_time=self._start, end_time=end_time or time.time_ns(),
+            if self._foreign or len(self.attributes) > owner.max_attributes
+            else self.attributes,
+            events=tuple(self._events),
+            links=tuple(self._links),
+            kind=SpanKind.SERVER,
+            instrumentation_scope=owner.scope,
+            instrumentation_info=owner.info,
+            status=self._status,
+            start_time=self._start,
+            end_time=end_time or time.time_ns(),
         )
         if self.sampled:
             owner.sink(readable)
@@ -149,19 +184,26 @@ class LeanSpans:
         self.info = getattr(tracer, "instrumentation_info", None)
         self.max_attributes = 128
         self.processor = processor
-        from app.telemetry import span_sink
+        from telltale.app.instrumentation.tracing import span_sink
 
         self.sink = span_sink(tracer)
 
     def start_sampled_root(self, name: str, trace_id: int, attributes: dict[str, types.AttributeValue]) -> Span:
         """A new root the caller's ratio test already sampled (what TraceIdRatioBased would decide:
         record and sample, no extra attributes, no trace state)."""
-        return LeanServerSpan(self, name, SpanContext(trace_id, self.ids.generate_span_id(), False, _SAMPLED), None,
-                              attributes)
+        return LeanServerSpan(
+            self, name, SpanContext(trace_id, self.ids.generate_span_id(), False, _SAMPLED), None, attributes
+        )
 
-    def start(self, name: str, parent_context: Any, parent: SpanContext | None,
-              attributes: dict[str, types.AttributeValue], trace_id: int | None = None,
-              links: Sequence[Link] = ()) -> Span:
+    def start(
+        self,
+        name: str,
+        parent_context: Any,
+        parent: SpanContext | None,
+        attributes: dict[str, types.AttributeValue],
+        trace_id: int | None = None,
+        links: Sequence[Link] = (),
+    ) -> Span:
         """The server span: a LeanServerSpan when sampled, a NonRecordingSpan that carries the trace
         context otherwise. `trace_id` is set when the caller already drew it (a new root)."""
         if parent is not None and parent.is_valid:

@@ -34,13 +34,23 @@ def _flatten(span: ReadableSpan) -> tuple:
     c, p = span.context, span.parent
     scope = span.instrumentation_scope
     return (
-        span.name, c.trace_id, c.span_id, int(c.trace_flags), tuple(c.trace_state.items()) if c.trace_state else (),
+        span.name,
+        c.trace_id,
+        c.span_id,
+        int(c.trace_flags),
+        tuple(c.trace_state.items()) if c.trace_state else (),
         (p.trace_id, p.span_id, p.is_remote, int(p.trace_flags)) if p is not None else None,
-        span.kind.value, span.start_time, span.end_time, dict(span.attributes or {}),
+        span.kind.value,
+        span.start_time,
+        span.end_time,
+        dict(span.attributes or {}),
         tuple((e.name, e.timestamp, dict(e.attributes or {})) for e in span.events),
-        tuple((lk.context.trace_id, lk.context.span_id, int(lk.context.trace_flags), dict(lk.attributes or {}))
-              for lk in span.links),
-        span.status.status_code.value, span.status.description,
+        tuple(
+            (lk.context.trace_id, lk.context.span_id, int(lk.context.trace_flags), dict(lk.attributes or {}))
+            for lk in span.links
+        ),
+        span.status.status_code.value,
+        span.status.description,
         (scope.name, scope.version, scope.schema_url) if scope is not None else None,
     )
 
@@ -50,17 +60,39 @@ def _rebuild(flat: tuple, resource: Any, scopes: dict) -> ReadableSpan:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-    (name, trace_id, span_id, flags, state, parent, kind, start, end, attributes, events, links, code,
-     description, scope) = flat
+    (
+        name,
+        trace_id,
+        span_id,
+        flags,
+        state,
+        parent,
+        kind,
+        start,
+        end,
+        attributes,
+        events,
+        links,
+        code,
+        description,
+        scope,
+    ) = flat
     context = SpanContext(trace_id, span_id, False, TraceFlags(flags), TraceState(list(state)) if state else None)
     parent_ctx = SpanContext(parent[0], parent[1], parent[2], TraceFlags(parent[3])) if parent else None
     if scope is not None and scope not in scopes:
         scopes[scope] = InstrumentationScope(*scope)
     return ReadableSpan(
-        name=name, context=context, parent=parent_ctx, resource=resource, attributes=attributes,
+        name=name,
+        context=context,
+        parent=parent_ctx,
+        resource=resource,
+        attributes=attributes,
         events=tuple(Event(n, a, t) for n, t, a in events),
         links=tuple(Link(SpanContext(t, s, False, TraceFlags(f)), a) for t, s, f, a in links),
-        kind=SpanKind(kind), status=Status(StatusCode(code), description), start_time=start, end_time=end,
+        kind=SpanKind(kind),
+        status=Status(StatusCode(code), description),
+        start_time=start,
+        end_time=end,
         instrumentation_scope=scopes.get(scope) if scope is not None else None,
     )
 
@@ -134,8 +166,9 @@ class ChildProcessExporter(SpanExporter):
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
         except Exception as exc:
             self._failures += 1
-            log.warning("span export child failed", extra={"error": f"{type(exc).__name__}: {exc}",
-                                                          "failures": self._failures})
+            log.warning(
+                "span export child failed", extra={"error": f"{type(exc).__name__}: {exc}", "failures": self._failures}
+            )
             self._stop_child()
             if self._failures >= 3:
                 log.warning("exporting spans in-process from now on")

@@ -39,13 +39,20 @@ def _env_int(name: str, default: int) -> int:
 
 
 class SpanQueue(SpanProcessor):
-    def __init__(self, exporter: SpanExporter, on_drop: Callable[[], None] | None = None, *,
-                 max_queue_size: int | None = None, schedule_delay_millis: int | None = None,
-                 max_export_batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        on_drop: Callable[[], None] | None = None,
+        *,
+        max_queue_size: int | None = None,
+        schedule_delay_millis: int | None = None,
+        max_export_batch_size: int | None = None,
+    ) -> None:
         self.exporter = exporter
         self.max_queue_size = max_queue_size or _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
-        self.batch_size = min(max_export_batch_size or _env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
-                              self.max_queue_size)
+        self.batch_size = min(
+            max_export_batch_size or _env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self.max_queue_size
+        )
         self.delay = (schedule_delay_millis or _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000)) / 1000
         self.on_drop = on_drop
         self._queue: deque[ReadableSpan] = deque()

@@ -24,11 +24,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
-
-from app import __version__
-from checks.base import Check, Result, Status
+from telltale.app import __version__
+from telltale.checks.base import Check, Result, Status
 
 log = logging.getLogger("telltale.telemetry")
+
 
 class _SpanCounts:
     """Process-wide span counters as plain integers: each is only ever written by one thread (queue_full
@@ -48,13 +48,15 @@ class _SpanCounters:
     """Puts the process-wide span counters in an app's registry."""
 
     def collect(self) -> Iterable[Metric]:
-        dropped = CounterMetricFamily("telltale_otel_spans_dropped", "Spans lost before reaching the collector",
-                                      labels=["reason"])
+        dropped = CounterMetricFamily(
+            "telltale_otel_spans_dropped", "Spans lost before reaching the collector", labels=["reason"]
+        )
         dropped.add_metric(["queue_full"], SPAN_COUNTS.queue_full)
         dropped.add_metric(["export_failed"], SPAN_COUNTS.export_failed)
         yield dropped
-        yield CounterMetricFamily("telltale_otel_spans_exported", "Spans accepted by the collector",
-                                  value=SPAN_COUNTS.exported)
+        yield CounterMetricFamily(
+            "telltale_otel_spans_exported", "Spans accepted by the collector", value=SPAN_COUNTS.exported
+        )
 
 
 def register_span_counters(registry: CollectorRegistry) -> None:
@@ -125,8 +127,7 @@ def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-    from app.span_queue import SpanQueue
+    from telltale.app.instrumentation.span_queue import SpanQueue
 
     class CountingExporter(SpanExporter):
         def __init__(self, inner: SpanExporter) -> None:
@@ -150,12 +151,13 @@ def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
             return self.inner.force_flush(timeout_millis)
 
     attrs: dict[str, str] = {"service.version": __version__}
-    if not os.environ.get("OTEL_SERVICE_NAME") and \
-            "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+    if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    ):
         attrs["service.name"] = "telltale"
     provider = TracerProvider(resource=Resource.create(attrs))
     if export_in_child:
-        from app.span_export import ChildProcessExporter
+        from telltale.app.instrumentation.span_export import ChildProcessExporter
 
         exporter: SpanExporter = ChildProcessExporter()
     else:
@@ -166,15 +168,22 @@ def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
     _provider, _queue = provider, queue
     _instrument(provider)
     _tracer = provider.get_tracer("telltale", __version__)
-    log.info("tracing on", extra={"endpoint": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                                  or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")})
+    log.info(
+        "tracing on",
+        extra={
+            "endpoint": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        },
+    )
     return _tracer
 
 
 def _instrument(provider: Any) -> None:
-    for module, name in (("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
-                         ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
-                         ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor")):
+    for module, name in (
+        ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
+        ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+        ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+    ):
         try:
             instrumentor = getattr(__import__(module, fromlist=[name]), name)()
             if not instrumentor.is_instrumented_by_opentelemetry:
@@ -211,8 +220,10 @@ async def wrap_probe(check: Check) -> AsyncIterator[None]:
         finally:
             context.detach(token)
         return
-    span = _tracer.start_span(f"check {check.name}", attributes={
-        "telltale.check.name": check.name, "telltale.check.component": check.component})
+    span = _tracer.start_span(
+        f"check {check.name}",
+        attributes={"telltale.check.name": check.name, "telltale.check.component": check.component},
+    )
     token = context.attach(trace.set_span_in_context(span))
     try:
         yield

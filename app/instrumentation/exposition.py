@@ -58,8 +58,10 @@ class Renderer:
                     return result
                 except (OSError, RuntimeError, TimeoutError) as exc:
                     if not self._warned:
-                        log.warning("rendering /metrics in a child failed; rendering in a thread",
-                                    extra={"error": f"{type(exc).__name__}: {exc}"})
+                        log.warning(
+                            "rendering /metrics in a child failed; rendering in a thread",
+                            extra={"error": f"{type(exc).__name__}: {exc}"},
+                        )
                         self._warned = True
             return await run_in_threadpool(render_sync, registry, accept, accept_encoding)
 
@@ -78,7 +80,7 @@ class Renderer:
                 payload = _HEADER.pack(len(body)) + bytes([gzipped]) + content_type.encode() + b"\n" + body
                 view = memoryview(payload)
                 while view:
-                    view = view[os.write(wfd, view):]
+                    view = view[os.write(wfd, view) :]
                 code = 0
             finally:
                 os._exit(code)
@@ -118,8 +120,8 @@ class Renderer:
         (length,) = _HEADER.unpack_from(raw)
         gzipped = bool(raw[_HEADER.size])
         newline = raw.index(b"\n", _HEADER.size + 1)
-        content_type = raw[_HEADER.size + 1:newline].decode()
-        body = raw[newline + 1:]
+        content_type = raw[_HEADER.size + 1 : newline].decode()
+        body = raw[newline + 1 :]
         if len(body) != length:
             raise RuntimeError(f"render child sent {len(body)} of {length} bytes")
         return body, content_type, gzipped
