@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from telltale.checks.base import Check, Observation, Result, Status
-from telltale.checks.redact import redact
+from telltale.config.redact import redact
 
 log = logging.getLogger("telltale.checks")
 

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
-from telltale.checks.redact import redact
+from telltale.config.redact import redact
 
 ENV_PREFIX = "TELLTALE_"
 CONFIG_ENV = "TELLTALE_CONFIG"

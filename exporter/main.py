@@ -20,8 +20,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from telltale.checks.redact import redact
 from telltale.config.exporter import ExporterSettings, load_exporter_settings
+from telltale.config.redact import redact
 from telltale.config.settings import Settings, SettingsError, load_settings
 from telltale.exporter.collectors.base import Collector, PgPool
 from telltale.exporter.collectors.disk import DiskCollector

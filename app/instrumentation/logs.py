@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.trace import get_current_span as _current_span
-from telltale.checks.redact import redact
+from telltale.config.redact import redact
 
 _STD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
