@@ -112,3 +112,37 @@ def test_scrapes_in_a_thread_never_see_a_counter_go_back() -> None:
         thread.join()
     assert seen == sorted(seen)
     assert samples(registry)[("http_requests_total", (("method", "GET"), ("route", "/r0"), ("status", "200")))] == 6667
+
+
+def test_both_implementations_expose_the_one_definition_of_each_series() -> None:
+    """Names, types, help strings and label names come from `http_metrics`'s table, in both implementations."""
+    from prometheus_client import disable_created_metrics
+    from telltale.app.instrumentation import http_metrics
+
+    disable_created_metrics()  # as the service does (app/metrics.py)
+    table = {
+        s.name: s
+        for s in (
+            http_metrics.REQUESTS,
+            http_metrics.DURATION,
+            http_metrics.REQUEST_SIZE,
+            http_metrics.RESPONSE_SIZE,
+            http_metrics.IN_PROGRESS,
+        )
+    }
+    described = {}
+    for make in (LeanHttpMetrics, HttpMetrics):
+        registry = CollectorRegistry()
+        stats = make(registry)
+        stats.started("GET")
+        stats.observe("GET", "/a", 200, 0.01, 1, 2, None)
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+        got = {
+            name: (f.type, f.documentation, sorted({k for s in f.samples for k in s.labels} - {"le"}))
+            for name, f in families.items()
+        }
+        assert set(got) == set(table), make
+        for name, series in table.items():
+            assert got[name][1:] == (series.help, sorted(series.labels)), (make, name)
+        described[make] = got
+    assert described[LeanHttpMetrics] == described[HttpMetrics]

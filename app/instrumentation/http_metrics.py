@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
@@ -25,6 +25,26 @@ SIZE_BUCKETS = (100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
+class Series(NamedTuple):
+    """One HTTP series as both implementations expose it (prometheus-client's and the lean stats)."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+
+# The one definition of the HTTP series: `HttpMetrics` (several workers) and `request_stats` (one
+# process) both build from these, so a scrape looks the same whichever is serving.
+REQUESTS = Series("http_requests", "Requests served, by route template and status", ("method", "route", "status"))
+DURATION = Series("http_request_duration_seconds", "Time to the last byte of the response", ("method", "route"))
+REQUEST_SIZE = Series("http_request_size_bytes", "Request body size", ("method", "route"))
+RESPONSE_SIZE = Series("http_response_size_bytes", "Response body size", ("method", "route"))
+IN_PROGRESS = Series("http_requests_in_progress", "Requests being served", ("method",))
+# prometheus-client's multiprocess mode for the gauge: a live mode, so a dead worker's files (and the
+# requests it had in flight) leave the sum when it is marked dead (`multiprocess.reap_dead_workers`).
+IN_PROGRESS_MULTIPROCESS_MODE = "livesum"
+
+
 def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -33,36 +53,11 @@ class HttpMetrics:
     """The request-metrics series, with label children cached so the hot path is a dict lookup."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "http_requests",
-            "Requests served, by route template and status",
-            ["method", "route", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "http_request_duration_seconds",
-            "Time to the last byte of the response",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.in_progress = Gauge(
-            "http_requests_in_progress",
-            "Requests being served",
-            ["method"],
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.request_size = Histogram(
-            "http_request_size_bytes", "Request body size", ["method", "route"], buckets=SIZE_BUCKETS, registry=registry
-        )
-        self.response_size = Histogram(
-            "http_response_size_bytes",
-            "Response body size",
-            ["method", "route"],
-            buckets=SIZE_BUCKETS,
-            registry=registry,
-        )
+        self.requests = Counter(*REQUESTS, registry=registry)
+        self.duration = Histogram(*DURATION, buckets=LATENCY_BUCKETS, registry=registry)
+        self.in_progress = Gauge(*IN_PROGRESS, registry=registry, multiprocess_mode=IN_PROGRESS_MULTIPROCESS_MODE)
+        self.request_size = Histogram(*REQUEST_SIZE, buckets=SIZE_BUCKETS, registry=registry)
+        self.response_size = Histogram(*RESPONSE_SIZE, buckets=SIZE_BUCKETS, registry=registry)
         self._route_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._status_children: dict[tuple[str, str, int], Any] = {}
         self._progress_children: dict[str, Any] = {}
@@ -136,7 +131,7 @@ class _MultiProcessExposition:
     def collect(self) -> Iterable[Metric]:
         exemplars = self.http.exemplars
         for metric in self.inner.collect():
-            if metric.name == "http_request_duration_seconds" and exemplars:
+            if metric.name == DURATION.name and exemplars:
                 samples = []
                 for s in metric.samples:
                     if s.name.endswith("_bucket"):

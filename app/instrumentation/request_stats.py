@@ -29,8 +29,13 @@ if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext
 
 from telltale.app.instrumentation.http_metrics import (
+    DURATION,
+    IN_PROGRESS,
     KNOWN_METHODS,
     LATENCY_BUCKETS,
+    REQUEST_SIZE,
+    REQUESTS,
+    RESPONSE_SIZE,
     SIZE_BUCKETS,
     HttpMetrics,
     multiprocess_mode,
@@ -195,19 +200,17 @@ class LeanHttpMetrics:
 
     def collect(self) -> Iterator[Metric]:
         routes = self.snapshot()
-        requests = CounterMetricFamily(
-            "http_requests", "Requests served, by route template and status", labels=["method", "route", "status"]
-        )
+        requests = CounterMetricFamily(REQUESTS.name, REQUESTS.help, labels=REQUESTS.labels)
         for (method, route), r in routes.items():
             for status, n in r.statuses.items():
                 requests.add_metric([method, route, str(status)], n)
         yield requests
-        for name, doc, offset, bounds, which in (
-            ("http_request_duration_seconds", "Time to the last byte of the response", 0, LATENCY_BUCKETS, 0),
-            ("http_request_size_bytes", "Request body size", _REQ, SIZE_BUCKETS, 1),
-            ("http_response_size_bytes", "Response body size", _RESP, SIZE_BUCKETS, 2),
+        for series, offset, bounds, which in (
+            (DURATION, 0, LATENCY_BUCKETS, 0),
+            (REQUEST_SIZE, _REQ, SIZE_BUCKETS, 1),
+            (RESPONSE_SIZE, _RESP, SIZE_BUCKETS, 2),
         ):
-            family = HistogramMetricFamily(name, doc, labels=["method", "route"])
+            family = HistogramMetricFamily(series.name, series.help, labels=series.labels)
             les = [*(floatToGoString(b) for b in bounds), "+Inf"]
             for (method, route), r in routes.items():
                 counts, exemplars = r.counts, r.exemplars if which == 0 else {}
@@ -218,7 +221,7 @@ class LeanHttpMetrics:
                     buckets.append((le, cumulative, _exemplar(*kept)) if kept is not None else (le, cumulative))
                 family.add_metric([method, route], buckets, r.sums[which])
             yield family
-        progress = GaugeMetricFamily("http_requests_in_progress", "Requests being served", labels=["method"])
+        progress = GaugeMetricFamily(IN_PROGRESS.name, IN_PROGRESS.help, labels=IN_PROGRESS.labels)
         finished: dict[str, int] = {}
         for (method, _), r in routes.items():  # finished first: a start is always counted before its end
             finished[method] = finished.get(method, 0) + sum(r.statuses.values())
