@@ -1,28 +1,142 @@
-"""Keep secrets out of anything Telltale prints: responses, logs, metrics, error texts."""
+"""Keep secrets out of anything Telltale prints: responses, logs, metrics, error texts, `telltale config`.
+
+Three kinds of secret are hidden, each replaced by `***`:
+- the value of any `name=value` pair whose name holds token, secret, key, password, passwd, pwd, signature,
+  sig, auth or credential, case-insensitive, with any prefix or suffix (`access_token`, `client_secret`,
+  `apikey`, `X-Amz-Signature`...): query strings of dependency and websocket URLs, and free text alike;
+- the userinfo of every `scheme://userinfo@host` URL (`user:pass@` keeps the user, `token@` goes whole);
+- `Bearer` credentials and the configured secret values.
+
+`redact(text)` works on any text; `redact_url` and `redact_tree` are for callers holding structured
+data, which should redact each field before serializing it (never over an already-serialized line,
+whose quotes a pattern can swallow). Text holding none of the triggers costs a few substring scans.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
-_KEY_VALUE = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api[_-]?key)=([^\s&;,]+)")
+MASK = "***"
+SECRET_WORDS = ("token", "secret", "key", "password", "passwd", "pwd", "signature", "sig", "auth", "credential")
+_SECRET_NAME = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
+
+# `scheme://userinfo@`: the userinfo runs to the last `@` before the host (a raw `@` in a password too),
+# never across a path, query, fragment, whitespace or quote
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<info>[^/?#\s\"'<>\\]*)@")
+# `name=value`: a name starts after a non-name character; the value ends at a delimiter of URLs or prose
+_PAIR = re.compile(r"(?<![\w.\-\[\]])(?P<name>[\w.\-\[\]]+)=(?P<value>[^\s&;,#\"'<>()\[\]{}\\|]+)")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]+")
 
 
+def is_secret_name(name: str) -> bool:
+    """True for a parameter or field name that holds a credential (`access_token`, `apikey`, `sig`...)."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def _userinfo(m: re.Match[str]) -> str:
+    user, colon, _ = m["info"].partition(":")
+    return f"{m['scheme']}{user}:{MASK}@" if colon else f"{m['scheme']}{MASK}@"
+
+
+def _pair(m: re.Match[str]) -> str:
+    name = m["name"]
+    return f"{name}={MASK}" if _SECRET_NAME.search(name) else m.group(0)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace URL passwords, key=value secrets, bearer tokens and the given secret values by `***`."""
+    """Replace URL userinfo, secret-named `name=value` values, bearer tokens and the given secrets by `***`."""
     if not text:
         return text
     # substring checks first: most text (every access line) holds none of the patterns, and a
     # `str in str` scan costs a fraction of a regex substitution
-    if "://" in text and "@" in text:
-        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    if "@" in text and "://" in text:
+        text = _USERINFO.sub(_userinfo, text)
     if "=" in text:
-        text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}=***", text)
+        text = _PAIR.sub(_pair, text)
     if "earer" in text or "EARER" in text:
-        text = _BEARER.sub("Bearer ***", text)
+        text = _BEARER.sub(f"Bearer {MASK}", text)
     for secret in secrets:
-        if secret and len(secret) >= 3 and secret in text:
-            text = text.replace(secret, "***")
+        if secret and secret in text and len(secret) >= 3 and not secret.isspace():
+            text = text.replace(secret, MASK)
     return text
+
+
+def _query(query: str) -> str:
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        parts.append(f"{name}={MASK}" if eq and value and is_secret_name(name) else part)
+    return "&".join(parts)
+
+
+def redact_url(url: object, secrets: Iterable[str] = ()) -> str:
+    """One URL (a string or pydantic URL) with its userinfo and secret-named query and fragment values hidden."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return redact(text, secrets)
+    if not parts.scheme or not parts.netloc:
+        return redact(text, secrets)
+    netloc = parts.netloc
+    info, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = info.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    out = urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            redact(parts.path),
+            _query(parts.query),
+            _query(parts.fragment) if parts.fragment else "",
+        )
+    )
+    if text.endswith("#") and not out.endswith("#"):
+        out += "#"
+    return redact(out, secrets)
+
+
+def redact_tree(value: Any, secrets: Iterable[str] = (), *, names: bool = True) -> Any:
+    """A copy of nested mappings and sequences with every string redacted; with `names`, the value of a field
+    whose name holds a credential word (`password`, `client_secret`, `Authorization`...) is hidden whole."""
+    secrets = secrets if isinstance(secrets, list | tuple) else list(secrets)
+    return _tree(value, secrets, names)
+
+
+def _tree(value: Any, secrets: list[str] | tuple[str, ...], names: bool) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if names and isinstance(k, str) and isinstance(v, str | bytes) and v and is_secret_name(k):
+                out[k] = MASK
+            else:
+                out[k] = _tree(v, secrets, names)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_tree(v, secrets, names) for v in value]
+    return value
+
+
+def url_secrets(url: object) -> list[str]:
+    """The secret parts of a URL (userinfo password or token, secret-named query values), to add to the
+    configured secrets so they are hidden even where a library prints them without their name."""
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return []
+    out: list[str] = []
+    info, at, _ = parts.netloc.rpartition("@")
+    if at and info:
+        user, colon, password = info.partition(":")
+        out.append(password if colon else user)
+    for part in f"{parts.query}&{parts.fragment}".split("&"):
+        name, eq, value = part.partition("=")
+        if eq and value and is_secret_name(name):
+            out.append(value)
+    return [s for s in out if len(s) >= 3 and not s.isspace()]

@@ -1,0 +1,120 @@
+"""Redaction: query-string credentials by parameter name, the userinfo of every URL, configured secrets."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from telltale.config.redact import redact, redact_tree, redact_url
+
+SECRET_PARAMS = [
+    "access_token",
+    "client_secret",
+    "api_token",
+    "auth_token",
+    "key",
+    "apikey",
+    "api_key",
+    "api-key",
+    "sig",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "password",
+    "passwd",
+    "pwd",
+    "Token",
+    "SECRET",
+    "refresh_token",
+    "private_key",
+    "auth",
+    "authorization",
+    "signature",
+    "x-goog-signature",
+    "session_key",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_PARAMS)
+def test_query_string_credentials_by_name(name: str) -> None:
+    url = f"https://api.example.com/v1/status?region=eu&{name}=v4lu3-XYZ&page=2"
+    out = redact(url)
+    assert "v4lu3-XYZ" not in out
+    assert out == f"https://api.example.com/v1/status?region=eu&{name}=***&page=2"
+    assert redact_url(url) == out
+
+
+@pytest.mark.parametrize("name", ["region", "page", "format", "q", "limit", "cursor", "verbose", "user"])
+def test_ordinary_parameters_stay(name: str) -> None:
+    """Any name holding one of the words is hidden (`monkey=` too: hiding too much is the safe side)."""
+    url = f"https://api.example.com/x?{name}=visible"
+    assert redact(url) == url
+
+
+def test_parameter_names_in_free_text_and_messages() -> None:
+    text = "GET https://h/x?token=abc&x=1 failed: 401 (retry with apikey=zzz9)"
+    out = redact(text)
+    assert "abc" not in out and "zzz9" not in out
+    assert out == "GET https://h/x?token=***&x=1 failed: 401 (retry with apikey=***)"
+
+
+def test_value_ends_at_the_usual_delimiters() -> None:
+    for tail in ("&a=1", "#frag", " next", '"', "'", ">", ")", ",", ";"):
+        out = redact(f"u?access_token=s3cr3t{tail}")
+        assert out == f"u?access_token=***{tail}", tail
+
+
+def test_percent_encoded_and_empty_values() -> None:
+    assert redact("u?client_secret=a%2Fb%3D%3D&x=1") == "u?client_secret=***&x=1"
+    assert redact("u?token=&x=1") == "u?token=&x=1"  # nothing to hide
+
+
+def test_userinfo_of_every_url() -> None:
+    assert redact("postgresql://app:topsecret@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert redact("https://ghp_abcdef123456@github.com/o/r.git") == "https://***@github.com/o/r.git"
+    assert redact("redis://:pw0rd@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert redact("wss://user:p%40ss@ws.example.com/feed?token=t0k") == "wss://user:***@ws.example.com/feed?token=***"
+    # an @ in the path or query is not userinfo
+    assert redact("https://example.com/users/@me?x=1") == "https://example.com/users/@me?x=1"
+    assert redact("mailto:someone@example.com") == "mailto:someone@example.com"
+
+
+def test_configured_secrets_and_bearer() -> None:
+    assert redact("token is hunter22 here", ["hunter22"]) == "token is *** here"
+    assert redact("Authorization: Bearer abc.def-ghi") == "Authorization: Bearer ***"
+    assert redact("x", ["", "  "]) == "x"  # empty or blank secrets never match
+
+
+def test_redact_url_structured() -> None:
+    url = "https://bob:pw@api.example.com:8443/p/a?x=1&Api_Key=k3y#top"
+    assert redact_url(url) == "https://bob:***@api.example.com:8443/p/a?x=1&Api_Key=***#top"
+    assert redact_url("not a url") == "not a url"
+
+
+def test_redact_tree_by_field_name_and_value() -> None:
+    tree = {
+        "url": "https://h/x?sig=abc",
+        "password": "plain",
+        "nested": [{"client_secret": "cs-1", "name": "keep"}, "postgres://u:pw123@h/db"],
+        "count": 3,
+        "token_file": None,
+        "headers": {"Authorization": "Basic Zm9vOmJhcg=="},
+    }
+    out = redact_tree(tree, ["cs-1"])
+    text = json.dumps(out)
+    for secret in ("abc", "plain", "cs-1", "pw123", "Zm9vOmJhcg"):
+        assert secret not in text, secret
+    assert out["count"] == 3 and out["nested"][0]["name"] == "keep" and out["token_file"] is None
+    assert out["password"] == "***"
+
+
+def test_plain_text_stays_cheap() -> None:
+    """The access line runs through redaction on every request: text without any trigger costs a few scans."""
+    line = '{"timestamp":"2026-01-01T00:00:00.000Z","level":"info","logger":"telltale.access","path":"/items/7"}'
+    secrets = ["hunter22", "tok-abcdef"]
+    n = 20000
+    start = time.perf_counter()
+    for _ in range(n):
+        redact(line, secrets)
+    per_call = (time.perf_counter() - start) / n
+    assert per_call < 5e-6, f"{per_call * 1e6:.2f} µs per call"
