@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from telltale.app import __version__
 from telltale.app.auth import require_bearer
@@ -18,6 +18,9 @@ router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store"}
 HEALTH_JSON = "application/health+json"
 _LIVE_BODY = b'{"status":"healthy"}'
+# `?verbose` alone, or one of the usual truthy/falsy spellings (case-insensitive); anything else is a 422
+_TRUTHY = frozenset({"", "1", "true", "yes", "on"})
+_FALSY = frozenset({"0", "false", "no", "off"})
 
 
 def _state(request: Request) -> ServiceState:
@@ -26,6 +29,20 @@ def _state(request: Request) -> ServiceState:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def verbose_flag(
+    verbose: str | None = Query(default=None, description="plain text, one line per check: `?verbose`, 1/true/yes/on"),
+) -> bool:
+    """`?verbose=false` must not switch to plain text: only the usual truthy forms do."""
+    if verbose is None:
+        return False
+    value = verbose.strip().lower()
+    if value in _TRUTHY:
+        return True
+    if value in _FALSY:
+        return False
+    raise HTTPException(status_code=422, detail="verbose: expected 1, true, yes, on or 0, false, no, off")
 
 
 def _code(status: Status) -> int:
@@ -40,13 +57,15 @@ async def live() -> Response:
 
 
 @router.get("/health/ready", summary="Readiness: the critical `ready` checks pass")
-async def ready(request: Request, verbose: str | None = None, exclude: list[str] = Query(default=[])) -> Response:
+async def ready(
+    request: Request, verbose: bool = Depends(verbose_flag), exclude: list[str] = Query(default=[])
+) -> Response:
     state = _state(request)
     if state.draining:
         return JSONResponse({"status": "unhealthy", "reason": "draining"}, status_code=503, headers=NO_STORE)
     names = [n for n in state.runner.select(READY, exclude) if state.runner.checks[n].critical]
     report = await state.runner.run(names)
-    if verbose is not None:
+    if verbose:
         return _verbose(report)
     status = Status.UNHEALTHY if any(r.status is Status.UNHEALTHY for r in report.results.values()) else Status.HEALTHY
     body: dict[str, Any] = {"status": status.value, "timestamp": _iso(report.generated_at)}
@@ -82,14 +101,14 @@ async def detailed(request: Request, exclude: list[str] = Query(default=[])) -> 
 
 
 @router.get("/health/checks/{name}", summary="One check (bearer token)")
-async def one_check(request: Request, name: str, verbose: str | None = None) -> Response:
+async def one_check(request: Request, name: str, verbose: bool = Depends(verbose_flag)) -> Response:
     state = _state(request)
     require_bearer(request, state.settings.health_token, "TELLTALE_HEALTH_TOKEN")
     if name not in state.runner.checks:
         raise HTTPException(status_code=404, detail=f"unknown check {name!r}")
     report = await state.runner.run([name])
     result = report.results[name]
-    if verbose is not None:
+    if verbose:
         return _verbose(report)
     body = {"name": name, **result.to_dict(time.time())}
     return JSONResponse(body, status_code=_code(result.status), headers=NO_STORE)

@@ -184,3 +184,29 @@ async def test_bad_query_parameters_are_4xx(redis_server: RedisServer) -> None:
 
 def test_httpx_is_recent_enough_for_asgi_transport() -> None:
     assert hasattr(httpx, "ASGITransport")
+
+
+@pytest.mark.parametrize(
+    "query", ["verbose", "verbose=", "verbose=1", "verbose=true", "verbose=TRUE", "verbose=Yes", "verbose=on"]
+)
+async def test_verbose_truthy_forms_give_plain_text(query: str) -> None:
+    async with service(health_token=TOKEN) as c:
+        for path in ("/health/ready", "/health/checks/disk"):
+            r = await c.get(f"{path}?{query}", headers=AUTH)
+            assert r.headers["content-type"].startswith("text/plain"), (path, query)
+            assert r.text.splitlines()[-1].startswith("health check ")
+
+
+@pytest.mark.parametrize("query", ["verbose=false", "verbose=False", "verbose=0", "verbose=no", "verbose=OFF"])
+async def test_verbose_false_forms_keep_json(query: str) -> None:
+    async with service(health_token=TOKEN) as c:
+        for path in ("/health/ready", "/health/checks/disk"):
+            r = await c.get(f"{path}?{query}", headers=AUTH)
+            assert r.headers["content-type"].startswith("application/json"), (path, query)
+            assert "status" in r.json()
+
+
+async def test_verbose_with_another_value_is_a_422() -> None:
+    async with service(health_token=TOKEN) as c:
+        r = await c.get("/health/ready?verbose=maybe")
+        assert r.status_code == 422 and "verbose" in r.text
