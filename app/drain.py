@@ -31,7 +31,8 @@ def install_drain(state: ServiceState, seconds: float) -> Callable[[], None]:
             previous(signum, frame)
             return
         state.draining = True
-        log.info("SIGTERM: draining", extra={"drain_seconds": seconds})
+        # logged from the loop, not inside the signal handler (which may interrupt a logging call)
+        loop.call_soon_threadsafe(_announce, seconds)
         loop.call_soon_threadsafe(loop.call_later, seconds, previous, signum, None)
 
     signal.signal(signal.SIGTERM, handler)
@@ -41,3 +42,8 @@ def install_drain(state: ServiceState, seconds: float) -> Callable[[], None]:
             signal.signal(signal.SIGTERM, previous)
 
     return restore
+
+
+def _announce(seconds: float) -> None:
+    """One line, so whoever reads the log knows why the process did not stop at once, and what to change."""
+    log.info(f"SIGTERM: draining for {seconds:g} s (TELLTALE_DRAIN_SECONDS)", extra={"drain_seconds": seconds})

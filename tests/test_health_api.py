@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import httpx
 import pytest
 
 from tests.apps import service
-from tests.servers import PostgresServer, RedisServer
+from tests.servers import PostgresServer, RedisServer, free_port, wait_port
 
 TOKEN = "health-token-abc123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -210,3 +216,35 @@ async def test_verbose_with_another_value_is_a_422() -> None:
     async with service(health_token=TOKEN) as c:
         r = await c.get("/health/ready?verbose=maybe")
         assert r.status_code == 422 and "verbose" in r.text
+
+
+def test_sigterm_says_it_is_draining_before_it_waits() -> None:
+    """The default 5 s drain is announced at once, in one line naming the setting, while readiness turns 503."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telltale.app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_port(port)
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        said = []
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.05)
+            said = [json.loads(x) for x in list(lines) if "draining" in x]
+        assert proc.poll() is None  # still waiting out the drain
+        assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 503
+    finally:
+        proc.kill()
+        proc.wait(10)
+        reader.join(5)
+    assert [line["message"] for line in said] == ["SIGTERM: draining for 5 s (TELLTALE_DRAIN_SECONDS)"]
+    assert said[0]["level"] == "info" and said[0]["drain_seconds"] == 5.0
