@@ -1,6 +1,7 @@
 """The exporter sidecar's own settings (`TELLTALE_EXPORTER_*`), beside the shared `Settings`.
 
-`load_exporter_settings` raises `config.settings.SettingsError` with one line naming the setting.
+`load_exporter_settings` raises `config.errors.SettingsError` with one line naming the setting, formatted as
+the service's settings are (config/errors.py); Kubernetes service links are ignored here too (config/environment.py).
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
-from telltale.config.settings import SettingsError
+from telltale.config.environment import TelltaleBaseSettings
+from telltale.config.errors import SettingsError, env_name, from_validation
 
 EXPORTER_ENV_PREFIX = "TELLTALE_EXPORTER_"
 DEFAULT_QUERIES_FILE = str(Path(__file__).resolve().parent.parent / "exporter" / "queries.yml")
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
-class ExporterSettings(BaseSettings):
+class ExporterSettings(TelltaleBaseSettings):
     """Where the exporter listens and how long it may spend per scrape."""
 
     model_config = SettingsConfigDict(
@@ -70,13 +72,6 @@ def load_exporter_settings(**overrides: Any) -> ExporterSettings:
     try:
         return ExporterSettings(**values)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        err = errors[0]
-        loc = [str(p) for p in err.get("loc", ())]
-        name = EXPORTER_ENV_PREFIX + loc[0].upper() if loc else "exporter settings"
-        msg = "unknown setting" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
-        msg = msg.removeprefix("Value error, ").replace("\n", " ")
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise SettingsError(f"{name}: {msg}{more}") from None
+        raise from_validation(exc, env_name(EXPORTER_ENV_PREFIX)) from None
     except _SourceError:
         raise SettingsError("TELLTALE_EXPORTER_*: cannot parse the environment") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -24,8 +24,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
+from telltale.config.environment import FILE_SUFFIX, TelltaleBaseSettings, effective_environ, read_secret_file
+from telltale.config.errors import SettingsError, env_name, from_validation
 from telltale.config.redact import redact
 
 ENV_PREFIX = "TELLTALE_"
@@ -51,10 +53,15 @@ RESERVED_CHECK_NAMES = frozenset(
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
+# one or more accepted values: `old,new` in the environment, a list in the file (rotation without downtime)
+Tokens = Annotated[tuple[SecretStr, ...] | None, NoDecode]
 
+TOKEN_SETTINGS = ("health_token", "metrics_token", "ingest_token", "alert_webhook_token")
+URL_SECRET_SETTINGS = ("database_url", "redis_url", "alertmanager_url")
+# every setting that may carry a credential: never empty, also readable from `<NAME>_FILE`
+SECRET_SETTINGS = TOKEN_SETTINGS + URL_SECRET_SETTINGS
 
-class SettingsError(Exception):
-    """A one-line description of invalid settings (never contains a secret)."""
+__all__ = ["SECRET_SETTINGS", "Settings", "SettingsError", "load_settings"]
 
 
 class _Strict(BaseModel):
@@ -99,8 +106,10 @@ class TlsHost(_Strict):
     server_name: str | None = None
 
 
-class Settings(BaseSettings):
+class Settings(TelltaleBaseSettings):
     """Everything Telltale reads, with defaults that run with no external service."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = SECRET_SETTINGS
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False, validate_default=True
@@ -113,11 +122,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    # tokens (compared in constant time; never printed)
-    health_token: SecretStr | None = None
-    metrics_token: SecretStr | None = None
-    ingest_token: SecretStr | None = None
-    alert_webhook_token: SecretStr | None = None
+    # tokens (compared in constant time by config/tokens.py; never printed); each accepts several values
+    health_token: Tokens = None
+    metrics_token: Tokens = None
+    ingest_token: Tokens = None
+    alert_webhook_token: Tokens = None
 
     # dependencies: each check turns on when its setting is given
     database_url: PostgresDsn | None = None
@@ -183,6 +192,44 @@ class Settings(BaseSettings):
     payment_spike_failures: Annotated[int, Field(ge=1, le=100_000)] = 5
     payment_spike_window_seconds: PositiveSeconds = 300.0
 
+    @field_validator(*TOKEN_SETTINGS, mode="before")
+    @classmethod
+    def _tokens(cls, value: Any) -> Any:
+        """`a,b` (or one per line, from a `_FILE`) or a list; an empty or blank token is refused, never stored."""
+        if value is None:
+            return None
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("is empty; give a token or unset the setting")
+            items: list[Any] = re.split(r"[,\n]", value)
+        elif isinstance(value, list | tuple):
+            items = [v.get_secret_value() if isinstance(v, SecretStr) else v for v in value]
+            if not items:
+                raise ValueError("is empty; give a token or unset the setting")
+        else:
+            return value
+        out: list[str] = []
+        for item in items:
+            if not isinstance(item, str):
+                raise ValueError("each token must be a string")
+            token = item.strip()
+            if not token:
+                raise ValueError("holds an empty token (a stray comma?)")
+            if any(c.isspace() for c in token):
+                raise ValueError("a token must not contain whitespace")
+            out.append(token)
+        return tuple(out)
+
+    @field_validator(*URL_SECRET_SETTINGS, mode="before")
+    @classmethod
+    def _url_not_blank(cls, value: Any) -> Any:
+        """`TELLTALE_DATABASE_URL=` is a template left unfilled, not a URL."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; give a URL or unset the setting")
+        return value
+
     @field_validator("disk_paths", "metrics_exclude_paths", "trace_exclude_paths", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
@@ -190,7 +237,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return yaml.safe_load(value)
-            return [p.strip() for p in value.split(",") if p.strip()]
+            paths = [p.strip() for p in value.split(",") if p.strip()]
+            if not paths:
+                raise ValueError("is empty; give at least one path (comma-separated or a JSON list)")
+            return paths
         return value
 
     @field_validator("disk_paths")
@@ -232,12 +282,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value this configuration holds, for redaction."""
-        out = [
-            s.get_secret_value()
-            for s in (self.health_token, self.metrics_token, self.ingest_token, self.alert_webhook_token)
-            if s
-        ]
-        for url in (self.database_url, self.redis_url):
+        out = [t.get_secret_value() for name in TOKEN_SETTINGS for t in (getattr(self, name) or ())]
+        for url in (self.database_url, self.redis_url, self.alertmanager_url):
             if url is not None and getattr(url, "hosts", None):
                 for h in url.hosts():
                     if h.get("password"):
@@ -249,9 +295,9 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain data, every secret replaced by `***`."""
         data = self.model_dump(mode="json")
-        for key in ("health_token", "metrics_token", "ingest_token", "alert_webhook_token"):
+        for key in TOKEN_SETTINGS:
             if data.get(key):
-                data[key] = "***"
+                data[key] = ["***"] * len(data[key])
         return _redact_tree(data, self.secrets())
 
 
@@ -265,11 +311,16 @@ def _redact_tree(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def read_yaml_settings(path: str) -> dict[str, Any]:
+def read_yaml_settings(path: str) -> dict[str, tuple[str, Any]]:
+    """The file's settings by lower-cased name, each with the key as written (errors name the file's key)."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as exc:
-        raise SettingsError(f"{CONFIG_ENV}: cannot read {path}: {exc.strerror}") from None
+        raise SettingsError(f"{CONFIG_ENV}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{CONFIG_ENV}: {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -278,41 +329,61 @@ def read_yaml_settings(path: str) -> dict[str, Any]:
         raise SettingsError(f"{CONFIG_ENV}: {path} is not valid YAML{where}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"{CONFIG_ENV}: {path} must hold a mapping of setting names to values")
-    return {str(k).lower(): v for k, v in data.items()}
+    return {str(k).lower(): (str(k), v) for k, v in data.items()}
 
 
-def _describe(error: dict[str, Any]) -> str:
-    loc = [str(p) for p in error.get("loc", ())]
-    head = loc[0] if loc else "settings"
-    name = ENV_PREFIX + head.upper() if loc else head
-    rest = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
-    msg = error.get("msg", "invalid")
-    if error.get("type") == "extra_forbidden":
-        msg = "unknown setting"
-    msg = re.sub(r"^Value error, ", "", msg)
-    return f"{name}{rest}: {msg}"
+def _file_values(path: str, environ: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Values the file gives (an environment variable for the same setting wins), and each one's file key."""
+    values: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    entries = read_yaml_settings(path)
+    for field in SECRET_SETTINGS:
+        file_key = field + FILE_SUFFIX.lower()
+        if file_key not in entries:
+            continue
+        written, where = entries.pop(file_key)
+        if field in entries:
+            raise SettingsError(f"{path}: {entries[field][0]} and {written} are both set; keep one")
+        if not isinstance(where, str):
+            raise SettingsError(f"{path}: {written}: give the path of a file holding the secret")
+        entries[field] = (written, read_secret_file(f"{path}: {written}", where))
+    for key, (written, value) in entries.items():
+        if key in SECRET_SETTINGS and value is None:
+            raise SettingsError(f"{path}: {written}: is empty; give a value or remove the key")
+        if ENV_PREFIX + key.upper() not in environ:
+            values[key] = value
+            keys[key] = written
+    return values, keys
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     """Read and validate settings once: CLI overrides > environment > YAML file.
 
-    Raises SettingsError with one line on any problem.
+    Raises SettingsError with one line on any problem; a problem with a value from the file names the file's
+    key (`settings.yml: heath_token: unknown setting`), one from the environment the variable.
     """
+    environ = effective_environ(ENV_PREFIX, SECRET_SETTINGS)
     path = config_file or os.environ.get(CONFIG_ENV)
     values: dict[str, Any] = {}
+    file_keys: dict[str, str] = {}
     if path:
-        for key, value in read_yaml_settings(path).items():
-            if f"{ENV_PREFIX}{key.upper()}" not in {k.upper() for k in os.environ}:
-                values[key] = value
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        values, file_keys = _file_values(path, environ)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    from_secret_file = {f for f in SECRET_SETTINGS if ENV_PREFIX + f.upper() + FILE_SUFFIX in os.environ}
+    as_env = env_name(ENV_PREFIX)
+
+    def name_of(field: str) -> str:
+        if field in file_keys and field not in given:
+            return f"{path}: {file_keys[field]}"
+        if field in from_secret_file and field not in given:
+            return as_env(field) + FILE_SUFFIX
+        return as_env(field)
+
     try:
         return Settings(**values)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        first = _describe(errors[0])
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise SettingsError(redact(first + more)) from None
+        raise from_validation(exc, name_of) from None
     except _SourceError as exc:
         field = re.search(r'field "([^"]+)"', str(exc))
-        name = ENV_PREFIX + field.group(1).upper() if field else "settings"
-        raise SettingsError(f"{name}: not valid JSON") from None
+        raise SettingsError(f"{name_of(field.group(1)) if field else 'settings'}: not valid JSON") from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
 import json
 import logging
 import sys
@@ -23,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from telltale.config.exporter import ExporterSettings, load_exporter_settings
 from telltale.config.redact import redact
 from telltale.config.settings import Settings, SettingsError, load_settings
+from telltale.config.tokens import bearer_matches
 from telltale.exporter.collectors.base import Collector, PgPool
 from telltale.exporter.collectors.disk import DiskCollector
 from telltale.exporter.collectors.postgres import PostgresCollector
@@ -214,12 +214,10 @@ class ExporterApp:
 
     def _authorized(self, scope: dict[str, Any]) -> bool:
         """TELLTALE_METRICS_TOKEN guards the exporter's /metrics like the service's."""
-        token = self.exporter.settings.metrics_token
-        if token is None:
+        tokens = self.exporter.settings.metrics_token
+        if tokens is None:
             return True
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, given = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.get_secret_value().encode())
+        return bearer_matches(dict(scope.get("headers") or []).get(b"authorization"), tokens)
 
     async def aclose(self) -> None:
         await self.exporter.aclose()

@@ -63,7 +63,7 @@ def test_config_prints_effective_settings_redacted() -> None:
     assert r.returncode == 0
     assert "environment: prod" in r.stdout
     assert "topsecret" not in r.stdout and "tok-abcdef" not in r.stdout
-    assert "postgresql://app:***@db/x" in r.stdout and "health_token: '***'" in r.stdout
+    assert "postgresql://app:***@db/x" in r.stdout and "health_token:\n- '***'" in r.stdout
 
 
 def test_config_check_validates_a_file(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_config_check_validates_a_file(tmp_path: Path) -> None:
     bad.write_text("queue_depth_degraded: -5\n")
     r = run("config", "--check", str(bad))
     assert r.returncode == 2
-    assert r.stderr.strip() == "telltale: TELLTALE_QUEUE_DEPTH_DEGRADED: Input should be greater than or equal to 0"
+    assert r.stderr == f"telltale: {bad}: queue_depth_degraded: Input should be greater than or equal to 0\n"
 
 
 def test_serve_drains_on_sigterm() -> None:
