@@ -13,12 +13,19 @@ import time
 from typing import Any
 
 from telltale.config.settings import Settings, SettingsError, load_settings
+from telltale.config.unknown import unknown_variables_warning
 
 EXIT = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
 
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds, always ending with a newline."""
+    sys.stderr.write("telltale: " + " ".join(str(message).split()) + "\n")
+    sys.stderr.flush()
+
+
 def _fail(message: str) -> int:
-    print(f"telltale: {message}", file=sys.stderr)
+    _say(message)
     return 2
 
 
@@ -47,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    warning = unknown_variables_warning()
+    if warning:
+        _say(warning)
     try:
         if args.command == "config" and args.check:
             load_settings(config_file=args.check)
@@ -94,9 +104,12 @@ def _serve(settings: Settings, workers: int) -> int:
     else:
         import os
 
-        from telltale.app.instrumentation.multiprocess import cleanup_multiprocess_dir, prepare_multiprocess_dir
+        from telltale.app.instrumentation import multiprocess as mp
 
-        metrics_dir = prepare_multiprocess_dir()
+        try:
+            metrics_dir = mp.prepare_multiprocess_dir()
+        except mp.MultiprocessDirError as exc:
+            return _fail(str(exc))
         os.environ.update(
             {
                 f"TELLTALE_{k.upper()}": str(v)
@@ -106,19 +119,24 @@ def _serve(settings: Settings, workers: int) -> int:
         try:
             uvicorn.run("telltale.app.main:app_from_env", factory=True, workers=workers, **common)
         finally:
-            cleanup_multiprocess_dir(metrics_dir)
+            mp.cleanup_multiprocess_dir(metrics_dir)
     return 0
 
 
 async def _check(settings: Settings, as_json: bool, tag: str | None) -> int:
-    from telltale.checks.registry import build_checks
+    from telltale.checks.registry import LIVE, READY, build_checks
     from telltale.checks.runner import CheckRunner
 
     runner = CheckRunner(
         build_checks(settings), cache_ttl=0, deadline=settings.health_deadline_seconds, secrets=settings.secrets()
     )
     try:
-        report = await runner.run(runner.select(tag), fresh=True)
+        names = runner.select(tag)
+        # `live` and `ready` are always valid (an empty set is healthy, as /health/ready is); others need a check
+        tags = {LIVE, READY} | {t for c in runner.checks.values() for t in c.tags}
+        if tag is not None and tag not in tags:
+            return _fail(f"--tag {tag}: no check has that tag (tags: {', '.join(sorted(tags))})")
+        report = await runner.run(names, fresh=True)
     finally:
         await runner.close()
     now = time.time()

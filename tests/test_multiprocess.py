@@ -1,17 +1,24 @@
-"""`telltale serve --workers 2`: totals summed over both real uvicorn workers, exemplars kept, dir cleaned."""
+"""`telltale serve --workers 2`: totals summed over both real uvicorn workers, exemplars kept, a killed
+worker's in-flight requests forgotten, and only Telltale's own files removed from the metrics directory."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from telltale.app.instrumentation import multiprocess
 
 from tests.otlp_receiver import OtlpReceiver
 from tests.servers import free_port, wait_port
@@ -46,6 +53,7 @@ def test_two_workers_sum_and_keep_exemplars(tmp_path: Any) -> None:
     )
     (mp_dir).mkdir()
     (mp_dir / "counter_999999.db").write_bytes(b"stale")  # must be wiped at start
+    (mp_dir / "operator-notes.txt").write_text("not ours")  # must survive: the directory is the operator's
     proc = subprocess.Popen(
         [sys.executable, "-m", "telltale.app.cli", "serve", "--port", str(port), "--workers", "2"],
         cwd=ROOT,
@@ -90,4 +98,126 @@ def test_two_workers_sum_and_keep_exemplars(tmp_path: Any) -> None:
             proc.kill()
         receiver.stop()
     time.sleep(0.2)
-    assert not mp_dir.exists()  # cleaned at exit
+    assert sorted(p.name for p in mp_dir.iterdir()) == ["operator-notes.txt"]  # our files gone, the rest kept
+
+
+@contextmanager
+def serve_two_workers(mp_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
+    env.update(
+        {
+            "PROMETHEUS_MULTIPROC_DIR": str(mp_dir),
+            "TELLTALE_DRAIN_SECONDS": "0",
+            "TELLTALE_INGEST_TOKEN": "ingest",
+            "TELLTALE_ACCESS_LOG": "false",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telltale.app.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, timeout=30)
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def in_progress(port: int) -> float:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+        return total(c.get("/metrics").text, "http_requests_in_progress")
+
+
+def test_a_worker_killed_mid_request_leaves_the_in_progress_gauge(tmp_path: Any) -> None:
+    """kill -9 while a request's body is still arriving: its in-flight count goes when the worker does."""
+    mp_dir = tmp_path / "prom"
+    with serve_two_workers(mp_dir) as (proc, port):
+        slow = socket.create_connection(("127.0.0.1", port))
+        try:
+            slow.sendall(
+                b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ingest\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"events": ['
+            )
+            local = slow.getsockname()[1]
+            deadline = time.monotonic() + 10
+            while in_progress(port) != 1:
+                assert time.monotonic() < deadline, "the slow request never showed as in progress"
+                time.sleep(0.1)
+            serving = [
+                w
+                for w in psutil.Process(proc.pid).children()
+                if any(c.laddr and c.raddr and c.raddr.port == local for c in w.net_connections("tcp"))
+            ]
+            assert len(serving) == 1, serving
+            serving[0].kill()  # SIGKILL: no finally, no decrement
+            serving[0].wait(5)
+            deadline = time.monotonic() + 10
+            while (seen := in_progress(port)) != 0:
+                assert time.monotonic() < deadline, f"http_requests_in_progress stayed at {seen}"
+                time.sleep(0.2)
+            assert not list(mp_dir.glob(f"gauge_live*_{serving[0].pid}.db"))  # marked dead
+            assert list(mp_dir.glob(f"counter_{serving[0].pid}.db"))  # its counts stay in the totals
+        finally:
+            slow.close()
+
+
+def test_the_operators_directory_keeps_everything_but_our_metric_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pointed at a shared directory (think /tmp), only prometheus-client's *.db files are ever removed."""
+    shared = tmp_path / "tmp"
+    (shared / "sub").mkdir(parents=True)
+    for name in ("notes.txt", "counter.db", "histogram_12.db.bak", "sub/counter_1.db", "mine_123.db"):
+        (shared / name).write_text("someone else's")
+    (shared / "counter_999999.db").write_bytes(b"stale")
+    (shared / "gauge_livesum_999998.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    assert multiprocess.prepare_multiprocess_dir() == str(shared)
+    kept = sorted(str(p.relative_to(shared)) for p in shared.rglob("*"))
+    assert kept == ["counter.db", "histogram_12.db.bak", "mine_123.db", "notes.txt", "sub", "sub/counter_1.db"]
+    (shared / "counter_999997.db").write_bytes(b"a worker's, now dead")
+    (shared / f"counter_{os.getpid()}.db").write_bytes(b"a running process's")
+    multiprocess.cleanup_multiprocess_dir(str(shared))
+    after = sorted(str(p.relative_to(shared)) for p in shared.rglob("*"))
+    assert after == sorted([*kept, f"counter_{os.getpid()}.db"])  # the directory stays, with all that is not ours
+
+
+def test_only_a_directory_telltale_created_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "new" / "prom"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
+    path = multiprocess.prepare_multiprocess_dir()
+    (missing / "counter_999997.db").write_bytes(b"x")
+    multiprocess.cleanup_multiprocess_dir(path)
+    assert not missing.exists() and missing.parent.exists()
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    temp = multiprocess.prepare_multiprocess_dir()  # none given: a fresh temp directory, ours to remove
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == temp
+    (Path(temp) / "notes.txt").write_text("someone wrote here")
+    multiprocess.cleanup_multiprocess_dir(temp)
+    assert (Path(temp) / "notes.txt").exists()  # not empty: left in place, never removed wholesale
+    (Path(temp) / "notes.txt").unlink()
+    os.rmdir(temp)
+
+
+def test_an_unusable_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
+    r = subprocess.run(
+        [sys.executable, "-m", "telltale.app.cli", "serve", "--workers", "2", "--port", str(free_port())],
+        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(afile)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2
+    assert r.stderr == f"telltale: PROMETHEUS_MULTIPROC_DIR: not a directory: {afile}\n"
+    assert afile.read_text() == "x"

@@ -127,8 +127,13 @@ class _MultiProcessExposition:
 
         self.http = http
         self.inner = multiprocess.MultiProcessCollector(None)
+        self.path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        self.supervisor = os.getppid()  # taken in the worker: a scrape runs in the worker's render child
 
     def collect(self) -> Iterable[Metric]:
+        from telltale.app.instrumentation.multiprocess import reap_dead_workers
+
+        reap_dead_workers(self.path, self.supervisor)  # a killed worker's in-flight requests leave the gauge
         exemplars = self.http.exemplars
         for metric in self.inner.collect():
             if metric.name == DURATION.name and exemplars:
