@@ -106,3 +106,53 @@ def test_serve_drains_on_sigterm() -> None:
         out = proc.communicate()[0]
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any(line["message"] == "SIGTERM: draining" for line in lines)
+
+
+def test_check_with_an_unknown_tag_exits_2() -> None:
+    r = run("check", "--tag", "nosuch")
+    assert r.returncode == 2
+    assert r.stderr == "telltale: --tag nosuch: no check has that tag (tags: live, ready)\n"
+    assert r.stdout == ""
+    assert run("check", "--tag", "ready", env={"TELLTALE_DISK_UNHEALTHY_RATIO": "1"}).returncode == 0
+
+
+def test_empty_secrets_stop_every_command(tmp_path: Path) -> None:
+    for command in ("serve", "check", "config", "exporter"):
+        r = run(command, env={"TELLTALE_HEALTH_TOKEN": ""})
+        assert r.returncode == 2, (command, r.stderr)
+        assert r.stderr.startswith("telltale: TELLTALE_HEALTH_TOKEN: is empty") and r.stderr.count("\n") == 1
+    secret = tmp_path / "token"
+    secret.write_text("\n")
+    r = run("serve", env={"TELLTALE_INGEST_TOKEN_FILE": str(secret)})
+    assert (r.returncode, r.stderr) == (2, f"telltale: TELLTALE_INGEST_TOKEN_FILE: {secret} is empty\n")
+
+
+def test_a_settings_file_that_is_not_utf8(tmp_path: Path) -> None:
+    cfg = tmp_path / "settings.yml"
+    cfg.write_bytes(b"environment: caf\xe9\n")
+    for args in (("config", "--check", str(cfg)), ("serve",)):
+        r = run(*args, env={"TELLTALE_CONFIG": str(cfg)})
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert r.stderr == f"telltale: TELLTALE_CONFIG: {cfg} is not UTF-8 text (byte 16)\n"
+
+
+def test_unknown_variables_are_one_warning_line() -> None:
+    r = run(
+        "config",
+        env={
+            "TELLTALE_HEATH_TOKEN": "s3cret-value",
+            "TELLTALE_METRIC_TOKEN_FILE": "/run/secrets/x",
+            "TELLTALE_EXPORTER_PROT": "9000",
+            "TELLTALE_PORT": "tcp://10.96.0.12:8000",
+            "TELLTALE_SERVICE_HOST": "10.96.0.12",
+        },
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (
+        "telltale: warning: unknown settings ignored: "
+        "TELLTALE_EXPORTER_PROT (did you mean TELLTALE_EXPORTER_PORT?), "
+        "TELLTALE_HEATH_TOKEN (did you mean TELLTALE_HEALTH_TOKEN?), "
+        "TELLTALE_METRIC_TOKEN_FILE (did you mean TELLTALE_METRICS_TOKEN_FILE?)\n"
+    )
+    assert "port: 8000" in r.stdout
+    assert run("config").stderr == ""
