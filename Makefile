@@ -5,19 +5,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench lint deps system-deps exporter demo clean
 
+# One progress line per step; pip's output goes to $(VENV)/install.log, shown (its tail) when a step fails.
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	@bash scripts/venv.sh $(VENV) -e '.[dev]'
+	@touch $(STAMP)
 
 deps: $(STAMP)
 
 system-deps:
-	bash scripts/system-deps.sh
+	@bash scripts/system-deps.sh
 
 run: $(STAMP)
-	$(VENV)/bin/telltale serve --log-format console
+	@$(VENV)/bin/telltale serve --log-format console
 
 exporter: $(STAMP)
 	$(VENV)/bin/telltale exporter

@@ -16,7 +16,11 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "telltale: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
   exit 1
 fi
-echo "telltale: installing Debian packages: ${need[*]}"
+log=${TMPDIR:-/tmp}/telltale-apt.log
+echo "telltale: installing Debian packages: ${need[*]} (log: $log)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if ! { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; } >"$log" 2>&1; then
+  echo "telltale: apt-get failed; the last lines of $log:" >&2
+  tail -n 25 "$log" >&2
+  exit 1
+fi
