@@ -38,6 +38,11 @@ def grade(value: float, degraded: float | None, unhealthy: float | None) -> Stat
     return Status.HEALTHY
 
 
+class ProbeError(Exception):
+    """A probe failure whose text is the whole message (`connect failed: role "app" does not exist`);
+    raise it `from` the driver's exception, which the runner reports as the result's `error`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What one probe saw: its own verdict, a message and the readings behind it."""

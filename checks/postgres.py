@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import asyncpg
-from telltale.checks.base import Check, Observation, Status, grade, worst
+from telltale.checks.base import Check, Observation, ProbeError, Status, grade, worst
 
 _QUERY = """
 select (select count(*) from pg_stat_activity where backend_type = 'client backend') as connections,
@@ -51,11 +51,26 @@ class PostgresCheck(Check):
     async def probe(self) -> Observation:
         pool = await self._get_pool()
         started = time.perf_counter()
+        # The message names the failing step and the server's reason (`connect failed: role "app" does
+        # not exist`); the runner redacts it. Timeouts stay TimeoutError: the runner reports its budget.
         try:
-            row = await pool.fetchrow(_QUERY)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-            await pool.expire_connections()  # next probe starts from a fresh connection
+            conn = await pool.acquire()
+        except TimeoutError:
             raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await pool.expire_connections()  # next probe starts from a fresh connection
+            raise ProbeError(f"connect failed: {_reason(exc)}") from exc
+        try:
+            row = await conn.fetchrow(_QUERY)
+        except TimeoutError:
+            raise
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            await pool.expire_connections()
+            raise ProbeError(f"connection lost: {_reason(exc)}") from exc
+        except asyncpg.PostgresError as exc:
+            raise ProbeError(f"query failed: {_reason(exc)}") from exc
+        finally:
+            await pool.release(conn)
         latency = time.perf_counter() - started
         ratio = row["connections"] / row["max_connections"] if row["max_connections"] else 0.0
         statuses = [
@@ -81,3 +96,8 @@ class PostgresCheck(Check):
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
+
+
+def _reason(exc: BaseException) -> str:
+    """The server's or the socket's own words, on one line (asyncpg's text for an empty one: its type)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

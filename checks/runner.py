@@ -16,13 +16,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from telltale.checks.base import Check, Observation, Result, Status
+from telltale.checks.base import Check, Observation, ProbeError, Result, Status
 from telltale.config.redact import redact
 
 log = logging.getLogger("telltale.checks")
 
 # Called around each probe (tracing hooks in here); returns an async context manager.
 ProbeWrapper = Callable[[Check], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _describe(exc: BaseException) -> str:
+    """`ConnectError: All connection attempts failed`; the bare type name when the text is empty."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +157,11 @@ class CheckRunner:
             task.add_done_callback(_consume)
             raise
         except Exception as exc:  # a probe's failure is a result, never an endpoint error
-            error = redact(f"{type(exc).__name__}: {exc}".strip(), self._secrets)[:500]
-            obs = Observation(Status.UNHEALTHY, f"{check.component} check failed", {})
+            # The message says why (redacted): "database check failed" alone sends a newcomer to the logs.
+            cause = exc.__cause__ if isinstance(exc, ProbeError) and exc.__cause__ is not None else exc
+            error = redact(_describe(cause), self._secrets)[:500]
+            reason = str(exc) if isinstance(exc, ProbeError) else f"{check.component} check failed: {error}"
+            obs = Observation(Status.UNHEALTHY, redact(reason, self._secrets)[:300], {})  # redact, then cut
         latency = time.perf_counter() - started
         message = redact(obs.message, self._secrets)
         return Result(

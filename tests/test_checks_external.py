@@ -133,7 +133,7 @@ async def test_http_refused_connection_is_unhealthy_without_leaking_credentials(
     url = f"http://deploy:hunter2-secret@127.0.0.1:{free_port()}/status?api_key=k3y-secret"
     result = await run_one(HttpCheck("payments", url, client))
     assert result.status is Status.UNHEALTHY
-    assert result.message == "http check failed"
+    assert result.message.startswith("http check failed: ")
     assert result.error and result.error.startswith("ConnectError")
     assert leak_free(result, "hunter2-secret", "k3y-secret")
 
@@ -220,7 +220,7 @@ async def test_websocket_closed_port_is_unhealthy() -> None:
     url = f"ws://reverb:hunter2-secret@127.0.0.1:{free_port()}/app/key"
     result = await run_one(WebSocketCheck("websocket", url))
     assert result.status is Status.UNHEALTHY
-    assert result.message == "websocket check failed"
+    assert result.message.startswith("websocket check failed: ")
     assert result.error and "Connect call failed" in result.error
     assert leak_free(result, "hunter2-secret")
 
@@ -232,7 +232,7 @@ async def test_http_server_refusing_the_upgrade_is_unhealthy() -> None:
     finally:
         await stub.stop()
     assert result.status is Status.UNHEALTHY
-    assert result.message == "websocket check failed"
+    assert result.message.startswith("websocket check failed: ")
     assert result.error and "HTTP 200" in result.error
     assert stub.requests[0].headers["upgrade"].lower() == "websocket"
 

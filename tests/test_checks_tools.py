@@ -312,7 +312,7 @@ async def test_engine_api_error_is_unhealthy_not_a_bogus_container_list(tmp_path
         await runner.close()
         await stub.stop()
     assert result.status is Status.UNHEALTHY
-    assert result.message == "docker check failed"
+    assert result.message.startswith("docker check failed: ")
     assert result.error and "500" in result.error
 
 
@@ -340,7 +340,7 @@ async def test_a_socket_nobody_listens_on_is_unhealthy(tmp_path: Path) -> None:
     finally:
         await runner.close()
     assert result.status is Status.UNHEALTHY
-    assert result.message == "docker check failed"
+    assert result.message.startswith("docker check failed: ")
     assert result.error and result.error.startswith("ConnectError")
 
 
