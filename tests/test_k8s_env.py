@@ -184,3 +184,29 @@ def test_each_container_starts_with_its_manifest_env(tmp_path: Path, monkeypatch
                 assert s.health_token is not None
             checked += 1
     assert checked >= 2
+
+
+def test_compose_services_load_their_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose.yml: secrets as compose secrets through `*_FILE`, and each Telltale service's env loads."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    samples = {"database_url": "postgresql://telltale:pw@postgres:5432/platform", "token": "compose-token"}
+    checked = 0
+    for name, svc in compose["services"].items():
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items() if k.startswith("TELLTALE_")}
+        if not env:
+            continue
+        assert "env_file" not in svc, f"{name}: secrets go through compose secrets and *_FILE"
+        _clear_telltale_env(monkeypatch)
+        for var, value in env.items():
+            if var.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert secret in svc.get("secrets", []) and secret in compose["secrets"], (name, var)
+                local = tmp_path / secret
+                local.write_text(samples["database_url" if "URL" in var else "token"] + "\n")
+                value = str(local)
+            monkeypatch.setenv(var, value)
+        load_settings()
+        load_exporter_settings()
+        assert unknown_variables() == {}
+        checked += 1
+    assert checked == 2
