@@ -6,6 +6,7 @@ one line naming the setting and the problem, and the CLI turns it into exit code
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -348,6 +349,10 @@ def _file_values(path: str, environ: dict[str, str]) -> tuple[dict[str, Any], di
             raise SettingsError(f"{path}: {written}: give the path of a file holding the secret")
         entries[field] = (written, read_secret_file(f"{path}: {written}", where))
     for key, (written, value) in entries.items():
+        if key not in Settings.model_fields:
+            close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX.lower()), Settings.model_fields, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SettingsError(f"{path}: {written}: unknown setting{hint}")
         if key in SECRET_SETTINGS and value is None:
             raise SettingsError(f"{path}: {written}: is empty; give a value or remove the key")
         if ENV_PREFIX + key.upper() not in environ:

@@ -69,7 +69,11 @@ def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
     cfg.write_text("port: 8000\nDatabse_URL: postgresql://x/y\n")
     with pytest.raises(SettingsError) as err:
         load_settings(config_file=str(cfg))
-    assert str(err.value) == f"{cfg}: Databse_URL: unknown setting"
+    assert str(err.value) == f"{cfg}: Databse_URL: unknown setting (did you mean database_url?)"
+    cfg.write_text("TELLTALE_PORT: 8000\nfoo: 1\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(config_file=str(cfg))
+    assert str(err.value) == f"{cfg}: TELLTALE_PORT: unknown setting (did you mean port?)"
 
 
 def test_a_bad_value_in_the_file_names_the_file_key(tmp_path: Path) -> None:
