@@ -284,12 +284,10 @@ class Settings(TelltaleBaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value this configuration holds, for redaction."""
         out = [t.get_secret_value() for name in TOKEN_SETTINGS for t in (getattr(self, name) or ())]
-        for url in (self.database_url, self.redis_url, self.alertmanager_url):
-            if url is not None and getattr(url, "hosts", None):
-                for h in url.hosts():
-                    if h.get("password"):
-                        out.append(h["password"])
-            elif url is not None and getattr(url, "password", None):
+        if self.database_url is not None:  # a multi-host DSN: a password per host
+            out.extend(h["password"] for h in self.database_url.hosts() if h.get("password"))
+        for url in (self.redis_url, self.alertmanager_url):
+            if url is not None and url.password:
                 out.append(url.password)
         return [s for s in out if s]
 
