@@ -9,16 +9,17 @@ own recent observations (prometheus-client drops them in multiprocess mode; see 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from telltale.app import __version__
 from telltale.app.auth import require_bearer
-from telltale.app.instrumentation.exposition import render_sync
+from telltale.app.instrumentation.exposition import RenderTimeout, render_sync
 from telltale.checks.base import Status
 from telltale.checks.runner import CheckRunner, aggregate
 
@@ -82,14 +83,31 @@ class HealthCollector:
 render = render_sync  # the synchronous renderer, for benchmarks and tests
 
 
+def scrape_timeout(header: str | None) -> float | None:
+    """Prometheus's `X-Prometheus-Scrape-Timeout-Seconds`; a value that is not a sane duration is ignored."""
+    if not header:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 < value <= 3600 else None
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     state = request.app.state.telltale
     if state.settings.metrics_token is not None:
         require_bearer(request, state.settings.metrics_token, "TELLTALE_METRICS_TOKEN")
     registry = getattr(request.app.state, "exposition_registry", None) or state.registry
-    body, content_type, gzipped = await request.app.state.renderer.render(
-        registry, request.headers.get("accept"), request.headers.get("accept-encoding")
-    )
+    try:
+        body, content_type, gzipped = await request.app.state.renderer.render(
+            registry,
+            request.headers.get("accept"),
+            request.headers.get("accept-encoding"),
+            scrape_timeout(request.headers.get("x-prometheus-scrape-timeout-seconds")),
+        )
+    except RenderTimeout as exc:  # the scraper is about to give up: say why, while it still listens
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Cache-Control": "no-store"})
     headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {"Vary": "Accept-Encoding"}
     return Response(body, media_type=None, headers={"Content-Type": content_type, **headers})

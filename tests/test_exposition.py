@@ -1,16 +1,21 @@
-"""/metrics rendering in a forked child: same bytes as in-process, and a failing child falls back."""
+"""/metrics rendering in a forked child: same bytes as in-process, a failing child falls back, every scrape is
+answered before the scraper's timeout, and a breaker stops trying a child that keeps failing."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import time
 from collections.abc import Iterator
 
 import psutil
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
-from telltale.app.instrumentation.exposition import Renderer, render_sync
+from telltale.app.instrumentation.exposition import Renderer, RenderTimeout, render_sync
+
+from tests.apps import service
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -81,3 +86,87 @@ async def test_children_are_reaped() -> None:
         await renderer.render(registry(), None, None)
     await asyncio.sleep(0.3)
     assert [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE] == []
+
+
+class Sleeps:
+    """A collector that hangs for `seconds` wherever it is collected (a stuck dependency, a lock)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def collect(self) -> Iterator[Metric]:
+        time.sleep(self.seconds)
+        yield from Counter("slept", "x", registry=None).collect()
+
+
+def hung_in_child() -> CollectorRegistry:
+    r = CollectorRegistry()
+    r.register(FailsInChild(os.getpid(), hang=True))  # type: ignore[arg-type]
+    return r
+
+
+async def test_a_hung_child_is_answered_within_the_scrapers_timeout() -> None:
+    """Prometheus says how long it waits; the child gets half of it, the thread the rest."""
+    renderer = Renderer("fork")  # the shipped child deadline
+    started = time.monotonic()
+    body, _, _ = await renderer.render(hung_in_child(), None, None, scrape_timeout=2.0)
+    assert time.monotonic() - started < 1.8  # 90 % of the scrape timeout
+    assert b"fine_in_parent_total" in body
+
+
+async def test_without_the_header_the_shipped_scrape_timeout_holds() -> None:
+    """No header: the answer still comes well inside prometheus/'s 10 s scrape_timeout (12.6 s before)."""
+    started = time.monotonic()
+    body, _, _ = await Renderer("fork").render(hung_in_child(), None, None)
+    assert time.monotonic() - started < 6.5
+    assert b"fine_in_parent_total" in body
+
+
+async def test_a_render_that_cannot_finish_is_a_timeout_and_leaves_no_child() -> None:
+    r = CollectorRegistry()
+    r.register(Sleeps(1.5))  # type: ignore[arg-type]
+    renderer = Renderer("fork")
+    started = time.monotonic()
+    with pytest.raises(RenderTimeout):
+        await renderer.render(r, None, None, scrape_timeout=0.5)
+    assert time.monotonic() - started < 0.7
+    await asyncio.sleep(0.3)
+    assert [c for c in psutil.Process().children() if c.status() != psutil.STATUS_ZOMBIE] == []
+    with pytest.raises(RenderTimeout):  # the same hang, now in the thread: the next scrape is bounded too
+        await Renderer("thread").render(r, None, None, scrape_timeout=0.3)
+
+
+async def test_the_breaker_opens_after_repeated_child_failures_and_closes_on_success() -> None:
+    renderer = Renderer("fork", timeout=0.2, breaker_failures=3, breaker_seconds=0.6)
+    hung = hung_in_child()
+    for _ in range(3):
+        assert not renderer.breaker_open
+        await renderer.render(hung, None, None)
+    assert renderer.breaker_open
+    started = time.monotonic()
+    body, _, _ = await renderer.render(hung, None, None)  # open: straight to the thread, no child to wait for
+    assert time.monotonic() - started < 0.15 and b"fine_in_parent_total" in body
+    await asyncio.sleep(0.6)
+    assert not renderer.breaker_open
+    await renderer.render(hung, None, None)  # half-open: one child tried, it fails, open again at once
+    assert renderer.breaker_open
+    await asyncio.sleep(0.6)
+    forked, renderer.timeout = renderer.forked, 5.0  # a niced child on a busy machine needs more than 0.2 s
+    await renderer.render(registry(), None, None)  # a healthy child closes it
+    assert renderer.forked == forked + 1 and not renderer.breaker_open and renderer.failures == 0
+
+
+async def test_metrics_route_answers_503_before_the_scraper_gives_up() -> None:
+    async with service() as c:
+        c.app.state.telltale.registry.register(Sleeps(2.0))  # type: ignore[attr-defined]
+        started = time.monotonic()
+        r = await c.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1"})
+        assert time.monotonic() - started < 1.2
+        assert r.status_code == 503 and "not rendered within" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "inf", "-1", "0", "1e9", ""])
+async def test_a_bad_scrape_timeout_header_is_ignored(value: str) -> None:
+    async with service() as c:
+        r = await c.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": value})
+        assert r.status_code == 200 and "telltale_build_info" in r.text

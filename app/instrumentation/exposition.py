@@ -8,9 +8,14 @@ child renders (and gzips) on another core from a copy-on-write snapshot and writ
 pipe that the event loop reads without blocking. The snapshot is exact: fork happens on the loop
 thread, which is the only thread that updates the request metrics.
 
-A child that fails, is killed or takes longer than the timeout is replaced by rendering in a thread
-(logged once), so a scrape always gets an answer. Where fork is unavailable, or with
-`TELLTALE_METRICS_RENDER=thread`, the thread is used directly.
+Every scrape has a deadline: 90 % of the scraper's timeout (Prometheus sends it as
+`X-Prometheus-Scrape-Timeout-Seconds`; 10 s, the shipped `scrape_timeout`, when absent), so an answer
+arrives while the scraper still waits. The child gets at most half of that (and never more than 5 s);
+a child that fails, is killed or misses its deadline is replaced by rendering in a thread for that
+scrape. After three child failures in a row a breaker opens: scrapes render in a thread for five
+minutes, then one child is tried again. A render that cannot finish by the deadline at all (a
+collector that hangs) is a `RenderTimeout`, which `/metrics` answers with a 503. Where fork is
+unavailable, or with `TELLTALE_METRICS_RENDER=thread`, the thread is used directly.
 """
 
 from __future__ import annotations
@@ -20,14 +25,22 @@ import gzip
 import logging
 import os
 import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
-from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger("telltale.metrics")
 _HEADER = struct.Struct("!Q")
-CHILD_TIMEOUT = 10.0
+CHILD_TIMEOUT = 5.0  # the longest a render child may take, whatever the scraper allows
+SCRAPE_TIMEOUT = 10.0  # the shipped prometheus/ scrape_timeout, when the scraper does not say
+BREAKER_FAILURES = 3  # child failures in a row that open the breaker
+BREAKER_SECONDS = 300.0  # how long scrapes then render in a thread before a child is tried again
+
+
+class RenderTimeout(Exception):
+    """The exposition could not be rendered before the scrape's deadline."""
 
 
 def render_sync(registry: Any, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
@@ -40,33 +53,75 @@ def render_sync(registry: Any, accept: str | None, accept_encoding: str | None) 
 
 
 class Renderer:
-    """Renders a registry in a forked child (default) or a worker thread; one render at a time."""
+    """Renders a registry in a forked child (default) or a worker thread; one render at a time, each
+    within its scrape's deadline; a breaker keeps a failing child from costing every scrape its wait."""
 
-    def __init__(self, mode: str = "fork", timeout: float = CHILD_TIMEOUT) -> None:
+    def __init__(
+        self,
+        mode: str = "fork",
+        timeout: float = CHILD_TIMEOUT,
+        breaker_failures: int = BREAKER_FAILURES,
+        breaker_seconds: float = BREAKER_SECONDS,
+    ) -> None:
         self.fork = mode == "fork" and hasattr(os, "fork")
         self.timeout = timeout
+        self.breaker_failures = breaker_failures
+        self.breaker_seconds = breaker_seconds
         self._lock = asyncio.Lock()
+        # one thread, so a collector that hangs holds one thread, not one per scrape
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telltale-metrics-render")
         self._warned = False
         self.forked = 0  # renders served by a child, for tests and curiosity
+        self.failures = 0  # child failures in a row
+        self._open_until = 0.0  # monotonic time until which the breaker is open
+        self._tripped = False  # opened before and not yet proven healthy: one more failure reopens it
 
-    async def render(self, registry: Any, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
-        async with self._lock:  # concurrent scrapes never fork a crowd of children
-            if self.fork:
-                try:
-                    result = await self._in_child(registry, accept, accept_encoding)
-                    self.forked += 1
-                    return result
-                except (OSError, RuntimeError, TimeoutError) as exc:
-                    if not self._warned:
-                        log.warning(
-                            "rendering /metrics in a child failed; rendering in a thread",
-                            extra={"error": f"{type(exc).__name__}: {exc}"},
-                        )
-                        self._warned = True
-            return await run_in_threadpool(render_sync, registry, accept, accept_encoding)
+    @property
+    def breaker_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    async def render(
+        self, registry: Any, accept: str | None, accept_encoding: str | None, scrape_timeout: float | None = None
+    ) -> tuple[bytes, str, bool]:
+        """The exposition within 90 % of `scrape_timeout` (the scraper's, else 10 s), or `RenderTimeout`."""
+        budget = scrape_timeout if scrape_timeout is not None and scrape_timeout > 0 else SCRAPE_TIMEOUT
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.9 * budget
+        child_timeout = min(self.timeout, 0.5 * budget)
+        try:
+            async with asyncio.timeout_at(deadline):
+                async with self._lock:  # concurrent scrapes never fork a crowd of children
+                    if self.fork and not self.breaker_open:
+                        try:
+                            result = await self._in_child(registry, accept, accept_encoding, child_timeout)
+                        except (OSError, RuntimeError, TimeoutError) as exc:
+                            self._child_failed(exc)
+                        else:
+                            self.forked += 1
+                            self.failures, self._tripped = 0, False
+                            return result
+                    return await loop.run_in_executor(self._thread, render_sync, registry, accept, accept_encoding)
+        except TimeoutError:
+            raise RenderTimeout(f"/metrics not rendered within {0.9 * budget:.3g} s") from None
+
+    def _child_failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        if not self._warned:
+            log.warning(
+                "rendering /metrics in a child failed; rendering in a thread",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
+            self._warned = True
+        if self.failures >= self.breaker_failures or self._tripped:
+            self._open_until = time.monotonic() + self.breaker_seconds
+            self.failures, self._tripped = 0, True
+            log.warning(
+                f"render children keep failing; rendering /metrics in a thread for {self.breaker_seconds:g} s",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
 
     async def _in_child(
-        self, registry: Any, accept: str | None, accept_encoding: str | None
+        self, registry: Any, accept: str | None, accept_encoding: str | None, timeout: float
     ) -> tuple[bytes, str, bool]:
         loop = asyncio.get_running_loop()
         rfd, wfd = os.pipe()
@@ -105,12 +160,13 @@ class Renderer:
                     done.set_exception(exc)
 
         loop.add_reader(rfd, readable)
+        answered = False
         try:
-            await asyncio.wait_for(done, self.timeout)
-        except TimeoutError:
-            _kill(pid)
-            raise
+            await asyncio.wait_for(done, timeout)
+            answered = True
         finally:
+            if not answered:  # timed out, failed, or the scrape's deadline passed: the child must not linger
+                _kill(pid)
             loop.remove_reader(rfd)
             os.close(rfd)
             _reap(loop, pid)
