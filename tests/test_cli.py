@@ -105,7 +105,7 @@ def test_serve_drains_on_sigterm() -> None:
         proc.kill()
         out = proc.communicate()[0]
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert any(line["message"] == "SIGTERM: draining" for line in lines)
+    assert any(line["message"] == "SIGTERM: draining for 1.5 s (TELLTALE_DRAIN_SECONDS)" for line in lines)
 
 
 def test_check_with_an_unknown_tag_exits_2() -> None:
