@@ -210,11 +210,11 @@ class Settings(TelltaleBaseSettings):
             if not items:
                 raise ValueError("is empty; give a token or unset the setting")
         else:
-            return value
+            raise ValueError("must be a string or a list of strings (quote a numeric token in YAML)")
         out: list[str] = []
         for item in items:
             if not isinstance(item, str):
-                raise ValueError("each token must be a string")
+                raise ValueError("each token must be a string (quote a numeric token in YAML)")
             token = item.strip()
             if not token:
                 raise ValueError("holds an empty token (a stray comma?)")

@@ -158,6 +158,14 @@ def test_tokens_take_several_values(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert s.redacted()["health_token"] == ["***", "***"]
 
 
+@pytest.mark.parametrize("content", ["health_token: 12345\n", "health_token: [abc, 123]\n", "health_token: {a: b}\n"])
+def test_a_token_that_is_not_text_is_refused(tmp_path: Path, content: str) -> None:
+    cfg = tmp_path / "settings.yml"
+    cfg.write_text(content)
+    with pytest.raises(SettingsError, match=r"settings.yml: health_token: .*(must be a string|quote a numeric token)"):
+        load_settings(config_file=str(cfg))
+
+
 @pytest.mark.parametrize("content", ["", "\n", "  \n", "health_token: ''\n", "health_token:\n", "health_token: []\n"])
 def test_an_empty_secret_in_the_file_is_refused(tmp_path: Path, content: str) -> None:
     cfg = tmp_path / "settings.yml"
