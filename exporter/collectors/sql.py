@@ -22,11 +22,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prometheus_client.core import GaugeMetricFamily, Metric
+from telltale.config.exporter import DEFAULT_QUERIES_FILE
 from telltale.config.settings import SettingsError
 from telltale.exporter.collectors.base import Collector, PgPool, Refreshed
 
@@ -56,9 +58,11 @@ class QuerySpec:
 def load_queries(path: str) -> list[QuerySpec]:
     """Read and validate the queries file; any problem is one SettingsError line."""
     try:
-        text = Path(path).read_text()
+        text = _read(path)
     except OSError as exc:
         raise SettingsError(f"{SETTING}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{SETTING}: {path} is not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -82,6 +86,14 @@ def load_queries(path: str) -> list[QuerySpec]:
             seen.add(metric)
         specs.append(spec)
     return specs
+
+
+def _read(path: str) -> str:
+    """The default is the queries.yml shipped inside the package, read through importlib.resources: it is
+    there wherever the wheel is installed (an image, a zip on sys.path), with no copy in /etc to keep in step."""
+    if path == DEFAULT_QUERIES_FILE:
+        return files("telltale.exporter").joinpath("queries.yml").read_text(encoding="utf-8")
+    return Path(path).read_text(encoding="utf-8")
 
 
 def _spec(item: Any, where: str) -> QuerySpec:
