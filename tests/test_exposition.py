@@ -170,3 +170,53 @@ async def test_a_bad_scrape_timeout_header_is_ignored(value: str) -> None:
     async with service() as c:
         r = await c.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": value})
         assert r.status_code == 200 and "telltale_build_info" in r.text
+
+
+def values(text: str) -> dict[str, list[float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append(s.value)
+    return out
+
+
+async def test_process_series_describe_the_serving_process_not_the_render_child() -> None:
+    """process_* as every Prometheus client has them, measured on the server even though a child renders."""
+    me = psutil.Process()
+    burn = time.process_time() + 0.3
+    while time.process_time() < burn:  # CPU the server has spent, which a render child would not show
+        pass
+    async with service() as c:
+        r = await c.get("/metrics")
+        assert c.app.state.renderer.forked >= 1  # type: ignore[attr-defined]
+        got = values(r.text)
+        cpu = me.cpu_times()
+        assert set(got) >= {
+            "process_virtual_memory_bytes",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+        }
+        assert all(len(v) == 1 for k, v in got.items() if k.startswith("process_"))  # one series each, no labels
+        assert got["process_cpu_seconds_total"][0] == pytest.approx(cpu.user + cpu.system, abs=0.2)
+        assert got["process_cpu_seconds_total"][0] >= 0.3
+        assert got["process_resident_memory_bytes"][0] == pytest.approx(me.memory_info().rss, rel=0.2)
+        assert got["process_start_time_seconds"][0] == pytest.approx(me.create_time(), abs=1)
+        assert abs(got["process_open_fds"][0] - me.num_fds()) <= 5
+        assert got["process_max_fds"][0] == me.rlimit(psutil.RLIMIT_NOFILE)[0]
+
+
+def test_process_series_are_cheap() -> None:
+    from telltale.app.instrumentation.process_metrics import ProcessMetrics
+
+    collector = ProcessMetrics(supervisor=os.getppid())  # a supervisor and its children, the costlier case
+    list(collector.collect())
+    started = time.perf_counter()
+    for _ in range(100):
+        families = list(collector.collect())
+    per_scrape = (time.perf_counter() - started) / 100
+    assert len(families) == 6 and per_scrape < 0.005, per_scrape

@@ -151,10 +151,19 @@ class _MultiProcessExposition:
 
 
 def exposition_registry(registry: CollectorRegistry, health: Any, http: HttpMetrics) -> CollectorRegistry:
-    """What `/metrics` renders: the app's registry, or under several workers their merged files."""
+    """What `/metrics` renders: the app's registry, or under several workers their merged files; with the
+    service's own `process_*` series either way (the whole service under several workers)."""
+    import multiprocessing
+
+    from telltale.app.instrumentation.process_metrics import ProcessMetrics
+
     if not multiprocess_mode():
+        registry.register(ProcessMetrics())  # type: ignore[arg-type]
         return registry
     merged = CollectorRegistry(auto_describe=False)
     merged.register(_MultiProcessExposition(http))  # type: ignore[arg-type]
     merged.register(health)  # type: ignore[arg-type]  # per-process view of the shared dependencies
+    # a uvicorn worker is a multiprocessing child of the supervisor: measure the supervisor and its workers
+    parent = multiprocessing.parent_process()
+    merged.register(ProcessMetrics(supervisor=parent.pid if parent is not None else None))  # type: ignore[arg-type]
     return merged
