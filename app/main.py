@@ -15,6 +15,7 @@ from telltale.app import __version__, events, health, metrics
 from telltale.app.drain import install_drain
 from telltale.app.instrumentation import tracing as telemetry
 from telltale.app.instrumentation.middleware import instrument_app
+from telltale.app.openapi import install_openapi
 from telltale.app.state import ServiceState
 from telltale.checks.registry import build_checks
 from telltale.checks.runner import CheckRunner
@@ -63,7 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="Telltale",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # app/openapi.py serves /docs from local assets
         redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(events.router)
     app.include_router(webhook.router)
+    install_openapi(app)
     instrument_app(app, settings, registry, health_collector)
     return app
 
