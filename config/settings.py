@@ -61,6 +61,8 @@ TOKEN_SETTINGS = ("health_token", "metrics_token", "ingest_token", "alert_webhoo
 URL_SECRET_SETTINGS = ("database_url", "redis_url", "alertmanager_url")
 # every setting that may carry a credential: never empty, also readable from `<NAME>_FILE`
 SECRET_SETTINGS = TOKEN_SETTINGS + URL_SECRET_SETTINGS
+# plain text settings that must not be blank either
+TEXT_SETTINGS = ("environment", "host", "terraform_binary", "docker_socket", "tls_ca_file", "scheduler_heartbeat_key")
 
 __all__ = ["SECRET_SETTINGS", "Settings", "SettingsError", "load_settings"]
 
@@ -231,16 +233,28 @@ class Settings(TelltaleBaseSettings):
             raise ValueError("is empty; give a URL or unset the setting")
         return value
 
+    @field_validator(*TEXT_SETTINGS, mode="before")
+    @classmethod
+    def _text_not_blank(cls, value: Any) -> Any:
+        """`TELLTALE_HOST=` is a variable left unfilled: refused, never a silent bind-all or a check turned off."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; give a value or unset the setting")
+        return value
+
     @field_validator("disk_paths", "metrics_exclude_paths", "trace_exclude_paths", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
-        """Path lists from the environment: JSON (`["/", "/var"]`) or comma-separated (`/,/var`)."""
+        """Path lists from the environment: JSON (`["/", "/var"]`) or comma-separated (`/,/var`).
+
+        An empty string is an error, not a list of nothing (a disk check watching no filesystem); an empty
+        list must be asked for as `[]`.
+        """
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return yaml.safe_load(value)
             paths = [p.strip() for p in value.split(",") if p.strip()]
             if not paths:
-                raise ValueError("is empty; give at least one path (comma-separated or a JSON list)")
+                raise ValueError("is empty; give paths, comma-separated or as a JSON list ([] for none)")
             return paths
         return value
 

@@ -32,6 +32,8 @@ def test_environment_wins_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_comma_separated_disk_paths_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELLTALE_DISK_PATHS", "/, /tmp")
     assert load_settings().disk_paths == ["/", "/tmp"]
+    monkeypatch.setenv("TELLTALE_TRACE_EXCLUDE_PATHS", "[]")
+    assert load_settings().trace_exclude_paths == []
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,12 @@ def test_comma_separated_disk_paths_from_env(monkeypatch: pytest.MonkeyPatch) ->
         ({"TELLTALE_INGEST_TOKEN": "a,,b"}, "TELLTALE_INGEST_TOKEN: holds an empty token"),
         ({"TELLTALE_ALERT_WEBHOOK_TOKEN": "new,"}, "TELLTALE_ALERT_WEBHOOK_TOKEN: holds an empty token"),
         ({"TELLTALE_DATABASE_URL": ""}, "TELLTALE_DATABASE_URL: is empty"),
+        ({"TELLTALE_HOST": ""}, "TELLTALE_HOST: is empty"),
+        ({"TELLTALE_TERRAFORM_BINARY": " "}, "TELLTALE_TERRAFORM_BINARY: is empty"),
+        ({"TELLTALE_DOCKER_SOCKET": ""}, "TELLTALE_DOCKER_SOCKET: is empty"),
+        ({"TELLTALE_SCHEDULER_HEARTBEAT_KEY": ""}, "TELLTALE_SCHEDULER_HEARTBEAT_KEY: is empty"),
+        ({"TELLTALE_TLS_CA_FILE": ""}, "TELLTALE_TLS_CA_FILE: is empty"),
+        ({"TELLTALE_METRICS_EXCLUDE_PATHS": ""}, "TELLTALE_METRICS_EXCLUDE_PATHS: is empty"),
         ({"TELLTALE_REDIS_URL": " "}, "TELLTALE_REDIS_URL: is empty"),
         ({"TELLTALE_ALERTMANAGER_URL": ""}, "TELLTALE_ALERTMANAGER_URL: is empty"),
     ],
@@ -248,3 +256,11 @@ def test_every_secret_setting_is_covered() -> None:
 
     looks_secret = {n for n in Settings.model_fields if re.search(r"token|secret|password|_url$", n)}
     assert looks_secret - {"websocket_url"} <= set(SECRET_SETTINGS)
+
+
+def test_every_text_setting_refuses_blank() -> None:
+    """A new plain-text setting must join TEXT_SETTINGS: `TELLTALE_X=` is an error, not a silent default."""
+    from telltale.config.settings import TEXT_SETTINGS, Settings
+
+    text = {n for n, f in Settings.model_fields.items() if f.annotation in (str, str | None)}
+    assert text == set(TEXT_SETTINGS)
