@@ -44,6 +44,14 @@ class ExporterSettings(TelltaleBaseSettings):
     pool_max_size: Annotated[int, Field(ge=1, le=20)] = 4
     log_level: str = "info"
 
+    @field_validator("host", mode="before")
+    @classmethod
+    def _host(cls, value: Any) -> Any:
+        """`TELLTALE_EXPORTER_HOST=` is a variable left unfilled, not a request to bind every interface."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; give an address or unset the setting")
+        return value
+
     @field_validator("queries_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:

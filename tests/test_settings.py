@@ -112,6 +112,11 @@ def test_the_exporter_formats_errors_as_the_service_does(monkeypatch: pytest.Mon
         load_settings()
     assert str(exp.value) == "TELLTALE_EXPORTER_PORT: Input should be greater than 0 (and 1 more)"
     assert str(svc.value) == "TELLTALE_PORT: Input should be greater than 0"
+    monkeypatch.setenv("TELLTALE_EXPORTER_PORT", "9465")
+    monkeypatch.setenv("TELLTALE_EXPORTER_POOL_MAX_SIZE", "4")
+    monkeypatch.setenv("TELLTALE_EXPORTER_HOST", " ")
+    with pytest.raises(SettingsError, match=r"^TELLTALE_EXPORTER_HOST: is empty"):
+        load_exporter_settings()
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
