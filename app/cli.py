@@ -97,28 +97,27 @@ def _serve(settings: Settings, workers: int) -> int:
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
     }
-    if workers == 1:
-        from telltale.app.main import create_app
+    import os
 
-        uvicorn.run(create_app(settings), **common)
-    else:
-        import os
+    from telltale.app.instrumentation import multiprocess as mp
 
-        from telltale.app.instrumentation import multiprocess as mp
-
+    metrics_dir = None
+    if workers > 1 or os.environ.get(mp.ENV):  # one worker with the variable set is multiprocess mode too
         try:
             metrics_dir = mp.prepare_multiprocess_dir()
         except mp.MultiprocessDirError as exc:
             return _fail(str(exc))
-        os.environ.update(
-            {
-                f"TELLTALE_{k.upper()}": str(v)
-                for k, v in {"host": settings.host, "port": settings.port, "log_format": settings.log_format}.items()
-            }
-        )
-        try:
+    try:
+        if workers == 1:
+            from telltale.app.main import create_app
+
+            uvicorn.run(create_app(settings), **common)
+        else:
+            passed = {"host": settings.host, "port": settings.port, "log_format": settings.log_format}
+            os.environ.update({f"TELLTALE_{k.upper()}": str(v) for k, v in passed.items()})
             uvicorn.run("telltale.app.main:app_from_env", factory=True, workers=workers, **common)
-        finally:
+    finally:
+        if metrics_dir is not None:
             mp.cleanup_multiprocess_dir(metrics_dir)
     return 0
 

@@ -90,6 +90,16 @@ def test_two_workers_sum_and_keep_exemplars(tmp_path: Any) -> None:
             ]
             assert exemplars, "exemplars are kept under several workers"
         assert "_created" not in text
+        # process_*: the whole service (supervisor and workers), one series each, not the answering worker's
+        service = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children()]
+        rss = sum(p.memory_info().rss for p in service)
+        assert total(text, "process_resident_memory_bytes") == pytest.approx(rss, rel=0.25)
+        assert total(text, "process_start_time_seconds") == pytest.approx(service[0].create_time(), abs=1)
+        assert (
+            sum(s.name == "process_cpu_seconds_total" for f in text_string_to_metric_families(text) for s in f.samples)
+            == 1
+        )
+        assert total(text, "process_max_fds") > 0 and total(text, "process_open_fds") > 0
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -136,6 +146,11 @@ def in_progress(port: int) -> float:
         return total(c.get("/metrics").text, "http_requests_in_progress")
 
 
+def cpu_seconds(port: int) -> float:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+        return total(c.get("/metrics").text, "process_cpu_seconds_total")
+
+
 def test_a_worker_killed_mid_request_leaves_the_in_progress_gauge(tmp_path: Any) -> None:
     """kill -9 while a request's body is still arriving: its in-flight count goes when the worker does."""
     mp_dir = tmp_path / "prom"
@@ -157,6 +172,7 @@ def test_a_worker_killed_mid_request_leaves_the_in_progress_gauge(tmp_path: Any)
                 if any(c.laddr and c.raddr and c.raddr.port == local for c in w.net_connections("tcp"))
             ]
             assert len(serving) == 1, serving
+            cpu_before = cpu_seconds(port)
             serving[0].kill()  # SIGKILL: no finally, no decrement
             serving[0].wait(5)
             deadline = time.monotonic() + 10
@@ -165,6 +181,7 @@ def test_a_worker_killed_mid_request_leaves_the_in_progress_gauge(tmp_path: Any)
                 time.sleep(0.2)
             assert not list(mp_dir.glob(f"gauge_live*_{serving[0].pid}.db"))  # marked dead
             assert list(mp_dir.glob(f"counter_{serving[0].pid}.db"))  # its counts stay in the totals
+            assert cpu_seconds(port) >= cpu_before  # the dead worker's CPU stays counted (the supervisor's cutime)
         finally:
             slow.close()
 
@@ -184,10 +201,10 @@ def test_the_operators_directory_keeps_everything_but_our_metric_files(
     kept = sorted(str(p.relative_to(shared)) for p in shared.rglob("*"))
     assert kept == ["counter.db", "histogram_12.db.bak", "mine_123.db", "notes.txt", "sub", "sub/counter_1.db"]
     (shared / "counter_999997.db").write_bytes(b"a worker's, now dead")
-    (shared / f"counter_{os.getpid()}.db").write_bytes(b"a running process's")
+    (shared / f"counter_{os.getppid()}.db").write_bytes(b"another running process's")
     multiprocess.cleanup_multiprocess_dir(str(shared))
     after = sorted(str(p.relative_to(shared)) for p in shared.rglob("*"))
-    assert after == sorted([*kept, f"counter_{os.getpid()}.db"])  # the directory stays, with all that is not ours
+    assert after == sorted([*kept, f"counter_{os.getppid()}.db"])  # the directory stays, with all that is not ours
 
 
 def test_only_a_directory_telltale_created_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,12 +224,13 @@ def test_only_a_directory_telltale_created_is_removed(tmp_path: Path, monkeypatc
     os.rmdir(temp)
 
 
-def test_an_unusable_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_unusable_directory_is_one_line_and_exit_2(tmp_path: Path, workers: str) -> None:
     afile = tmp_path / "a-file"
     afile.write_text("x")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
     r = subprocess.run(
-        [sys.executable, "-m", "telltale.app.cli", "serve", "--workers", "2", "--port", str(free_port())],
+        [sys.executable, "-m", "telltale.app.cli", "serve", "--workers", workers, "--port", str(free_port())],
         env={**env, "PROMETHEUS_MULTIPROC_DIR": str(afile)},
         capture_output=True,
         text=True,
@@ -221,3 +239,26 @@ def test_an_unusable_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr == f"telltale: PROMETHEUS_MULTIPROC_DIR: not a directory: {afile}\n"
     assert afile.read_text() == "x"
+
+
+def test_one_worker_with_the_variable_set_prepares_and_cleans_its_directory(tmp_path: Path) -> None:
+    """The variable alone puts prometheus-client in multiprocess mode: a missing directory is created, not a crash."""
+    missing = tmp_path / "prom"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telltale.app.cli", "serve", "--port", str(port)],
+        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(missing), "TELLTALE_DRAIN_SECONDS": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, timeout=30)
+        assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert total(text, "http_requests_total", route="/health/ready") == 1
+        assert total(text, "process_resident_memory_bytes") > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    assert not missing.exists()  # Telltale created it, so Telltale removed it

@@ -68,10 +68,12 @@ def prepare_multiprocess_dir() -> str:
 def cleanup_multiprocess_dir(path: str) -> None:
     """Once the workers have exited: their metric files go; the directory only if Telltale created it.
 
-    Files of a process still running (another service pointed at the same directory) are kept.
+    Files of another process still running (another service pointed at the same directory) are kept;
+    with one worker, this process wrote its files itself.
     """
+    me = os.getpid()
     for name, pid in metric_files(path).items():
-        if not _running(pid):
+        if pid == me or not _running(pid):
             _remove(os.path.join(path, name))
     real = os.path.realpath(path)
     if real in _created:
