@@ -32,8 +32,14 @@ class EventAlerting:
         return cls(rules, AlertSender(str(s.alertmanager_url), registry=registry))
 
     def handle(self, events: Iterable[Any]) -> None:
+        """Queues the alerts the events deserve. Never raises: the events are already recorded, and an
+        exception here would answer 500 to a batch that was accepted (and the client would resend it)."""
         for event in events:
-            alerts = self.rules.alerts_for(event)
+            try:
+                alerts = self.rules.alerts_for(event)
+            except Exception:
+                log.exception("no alert for an accepted event", extra={"event_type": getattr(event, "type", "")})
+                continue
             if alerts:
                 self.sender.submit(alerts)
 

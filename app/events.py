@@ -1,46 +1,76 @@
 """`POST /api/v1/events`: the watched platform reports business and security events.
 
 A batch is `{"events": [...]}`, each event typed by `type` (a pydantic discriminated union).
-Partial acceptance: every valid event is recorded; if any event is invalid the answer is 422 with
-`accepted` (how many were recorded) and `rejected` (index and reason of each bad one), so a client
-retries nothing that was recorded. All valid: 202 with `accepted`. See docs/api.md.
+All or nothing: the whole batch is validated, and each event turned into the series updates it makes,
+before anything is recorded; if any event is invalid, or valid but not recordable, the answer is 422
+listing every bad index with its reasons and nothing was recorded, so a client fixes and resends the
+whole batch and never double-counts. All valid: 202 with `accepted`. See docs/api.md.
 
-Label values are bounded: `organization` by a cap (`TELLTALE_ORGANIZATION_LABEL_CAP`, 1,000 by default;
-beyond it values fold into `other`, counted by `telltale_organization_labels_folded_total`), and
-`provider`, `currency`, `resource` by a smaller fixed cap each.
+Series are bounded twice. Each label's value set: `organization` by `TELLTALE_ORGANIZATION_LABEL_CAP`
+(1,000; beyond it values fold into `other`, counted by `telltale_organization_labels_folded_total`),
+`provider`, `currency`, `resource` and `objective` by small fixed caps (`LABEL_CAPS`); the other labels
+are enumerations. And each metric's label sets together, by a series budget (`SERIES_BUDGET`, at
+least the organization cap + 2): a new label set beyond it folds into the all-`other` series, counted
+by `telltale_event_series_folded_total{metric}`. docs/metrics.md has the worst case.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import threading
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from telltale.app.auth import require_bearer
+from telltale.app.body import BadBody, json_response, openapi_body, problem, read_json
 from telltale.app.instrumentation.logs import set_organization_id
 
 router = APIRouter()
 
 OTHER = "other"
 UNKNOWN = "unknown"
-MAX_BODY_BYTES = 4 * 1024 * 1024
-SMALL_CAP = 100
+LABEL_CAPS = {"provider": 20, "currency": 20, "resource": 50, "objective": 50}
+SERIES_BUDGET = 2000
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive means UTC; and the instant must be a Unix time a metric can carry: from 1970 (year 1 has
+    no timestamp in every zone, and nothing a platform reports is older than its clock)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        if value < EPOCH:
+            raise ValueError
+        value.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError("date is out of range (1970-01-01 and later)") from None
+    return value
+
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")]
 OrgId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+# Numbers are JSON numbers: no booleans, no strings, no NaN or Infinity (strict, finite).
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=7 * 24 * 3600)]
+Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1e12)]
+Quantity = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1e18)]
+Count = Annotated[int, Field(strict=True, ge=0, le=100_000_000)]
 
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     organization: OrgId | None = None
-    timestamp: datetime | None = None  # informational; metrics are stamped at ingestion
+    timestamp: Timestamp | None = None  # informational; metrics are stamped at ingestion
 
 
 class Deployment(_Event):
@@ -58,27 +88,27 @@ class LicenseValidated(_Event):
 class LicenseExpiry(_Event):
     type: Literal["license.expiry"]
     organization: OrgId
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 class Payment(_Event):
     type: Literal["payment.succeeded", "payment.failed"]
     provider: Name
     currency: Currency
-    amount: Annotated[float, Field(ge=0, le=1e12)]
+    amount: Amount
 
 
 class WebsocketConnections(_Event):
     type: Literal["websocket.connections"]
-    connections: Annotated[int, Field(ge=0, le=100_000_000)]
+    connections: Count
 
 
 class QuotaUsage(_Event):
     type: Literal["quota.usage"]
     organization: OrgId
     resource: Name
-    used: Annotated[float, Field(ge=0)]
-    limit: Annotated[float, Field(ge=0)]
+    used: Quantity
+    limit: Quantity
 
 
 class LoginFailed(_Event):
@@ -109,9 +139,9 @@ class SlaViolation(_Event):
     type: Literal["sla.violation"]
     organization: OrgId
     objective: Name
-    target: float
-    actual: float
-    severe: bool = False
+    target: Finite
+    actual: Finite
+    severe: Annotated[bool, Field(strict=True)] = False
 
 
 Event = Annotated[
@@ -133,6 +163,36 @@ EVENT_TYPES = sorted(
     for m in Event.__origin__.__args__  # type: ignore[attr-defined]
     for t in m.model_fields["type"].annotation.__args__
 )
+
+
+class EventBatch(BaseModel):
+    """The request body (documentation only: the endpoint validates each event itself, to name each bad one)."""
+
+    events: list[Event] = Field(description="at most TELLTALE_EVENTS_MAX_BATCH events (1,000 by default)")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="position in `events`")
+    errors: list[FieldError]
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+class Rejected(BaseModel):
+    detail: str
+    accepted: Literal[0] = Field(description="always 0: a batch with a bad event records nothing")
+    rejected: list[RejectedEvent]
+
+
+class Problem(BaseModel):
+    detail: str
 
 
 class LabelCap:
@@ -157,85 +217,56 @@ class LabelCap:
         return OTHER
 
 
+Fold = Callable[[str], str] | None
+
+
+class Series:
+    """One event metric with its label folding and its series budget.
+
+    At most `budget` label sets, the all-`other` one included (its slot is reserved): a new label set
+    beyond that is recorded in the all-`other` series and counted in `folded`."""
+
+    def __init__(self, metric: Any, folds: tuple[Fold, ...], budget: int, folded: Any) -> None:
+        self.metric, self.folds, self.budget, self.folded = metric, folds, budget, folded
+        self.others = (OTHER,) * len(folds)
+        self._children: dict[tuple[str, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def child(self, raw: tuple[str, ...]) -> Any:
+        values = tuple(v if fold is None else fold(v) for fold, v in zip(self.folds, raw, strict=True))
+        child = self._children.get(values)
+        if child is not None:
+            return child
+        with self._lock:
+            if values not in self._children and values != self.others:
+                used = len(self._children) - (self.others in self._children)
+                if used >= self.budget - 1:
+                    self.folded.inc()
+                    values = self.others
+            child = self._children.get(values)
+            if child is None:
+                child = self._children[values] = self.metric.labels(*values)
+        return child
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+
+# One series update: the metric, its raw label values (folded when applied), the method and the value.
+Op = tuple[Series, tuple[str, ...], str, float]
+
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class EventMetrics:
-    def __init__(self, registry: CollectorRegistry, organization_cap: int) -> None:
+    """The event metrics, each behind its `Series`; `plan` turns an event into updates without
+    touching anything, `apply` records planned updates and cannot fail."""
+
+    def __init__(self, registry: CollectorRegistry, organization_cap: int, series_budget: int | None = None) -> None:
         r = registry
-        self.received = Counter("telltale_events", "Events recorded, by type", ["type"], registry=r)
+        self.budget = max(SERIES_BUDGET if series_budget is None else series_budget, organization_cap + 2)
         self.rejected = Counter("telltale_events_rejected", "Events refused as invalid", registry=r)
-        self.deployments = Counter(
-            "telltale_deployments", "Deployment events", ["provider", "status", "organization"], registry=r
-        )
-        self.deployment_duration = Histogram(
-            "telltale_deployment_duration_seconds",
-            "Duration of finished deployments",
-            ["provider", "status"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.license_validations = Counter(
-            "telltale_license_validations", "License validations", ["result", "organization"], registry=r
-        )
-        self.license_latency = Histogram(
-            "telltale_license_validation_duration_seconds",
-            "Validation latency",
-            ["result"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.license_expiry = Gauge(
-            "telltale_license_expiry_timestamp_seconds",
-            "When the organization's license expires",
-            ["organization"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.payments = Counter(
-            "telltale_payments", "Payments", ["provider", "currency", "status", "organization"], registry=r
-        )
-        self.payment_amount = Counter(
-            "telltale_payment_amount",
-            "Sum of payment amounts, in the currency's major unit",
-            ["provider", "currency", "status"],
-            registry=r,
-        )
-        self.websockets = Gauge(
-            "telltale_websocket_connections",
-            "Open websocket connections reported by the platform",
-            ["organization"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.quota_used = Gauge(
-            "telltale_organization_quota_used",
-            "Quota used",
-            ["organization", "resource"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.quota_limit = Gauge(
-            "telltale_organization_quota_limit",
-            "Quota limit",
-            ["organization", "resource"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.login_failures = Counter("telltale_login_failures", "Failed logins", ["organization"], registry=r)
-        self.rate_limit_hits = Counter(
-            "telltale_rate_limit_hits", "Requests refused by rate limiting", ["organization"], registry=r
-        )
-        self.suspicious = Counter(
-            "telltale_suspicious_activity", "Suspicious activity reports", ["kind", "organization"], registry=r
-        )
-        self.sla_violations = Counter(
-            "telltale_sla_violations",
-            "SLA violations reported by the platform",
-            ["organization", "objective"],
-            registry=r,
-        )
         self.org_folded = Counter(
             "telltale_organization_labels_folded",
             "Events whose organization was folded into `other` by the cap",
@@ -243,51 +274,147 @@ class EventMetrics:
         )
         self.label_folded = Counter(
             "telltale_event_label_values_folded",
-            "Events whose provider, currency or resource was folded into `other`",
+            "Label values folded into `other` by their label's cap (provider, currency, resource, objective)",
             ["label"],
             registry=r,
         )
+        self.series_folded = Counter(
+            "telltale_event_series_folded",
+            "Updates recorded in the all-`other` series because the metric's series budget was spent",
+            ["metric"],
+            registry=r,
+        )
         self.organization = LabelCap(organization_cap, self.org_folded)
-        self.provider = LabelCap(SMALL_CAP, self.label_folded.labels("provider"))
-        self.currency = LabelCap(SMALL_CAP, self.label_folded.labels("currency"))
-        self.resource = LabelCap(SMALL_CAP, self.label_folded.labels("resource"))
+        caps = {name: LabelCap(cap, self.label_folded.labels(name)) for name, cap in LABEL_CAPS.items()}
+        caps["organization"] = self.organization
+        self.series: dict[str, Series] = {}
 
-    def org(self, event: _Event) -> str:
-        return UNKNOWN if event.organization is None else self.organization(event.organization)
+        def add(kind: type, name: str, doc: str, labels: list[str], **kw: Any) -> Series:
+            metric = kind(name, doc, labels, registry=r, **kw)
+            folds = tuple(caps.get(label) for label in labels)
+            series = Series(metric, folds, self.budget, self.series_folded.labels(name))
+            self.series[name] = series
+            return series
 
-    def record(self, e: Any) -> None:
+        mostrecent: dict[str, Any] = {"multiprocess_mode": "mostrecent"}
+        self.received = add(Counter, "telltale_events", "Events recorded, by type", ["type"])
+        self.deployments = add(
+            Counter, "telltale_deployments", "Deployment events", ["provider", "status", "organization"]
+        )
+        self.deployment_duration = add(
+            Histogram,
+            "telltale_deployment_duration_seconds",
+            "Duration of finished deployments",
+            ["provider", "status"],
+            buckets=DURATION_BUCKETS,
+        )
+        self.license_validations = add(
+            Counter, "telltale_license_validations", "License validations", ["result", "organization"]
+        )
+        self.license_latency = add(
+            Histogram,
+            "telltale_license_validation_duration_seconds",
+            "Validation latency",
+            ["result"],
+            buckets=LATENCY_BUCKETS,
+        )
+        self.license_expiry = add(
+            Gauge,
+            "telltale_license_expiry_timestamp_seconds",
+            "When the organization's license expires",
+            ["organization"],
+            **mostrecent,
+        )
+        self.payments = add(
+            Counter, "telltale_payments", "Payments", ["provider", "currency", "status", "organization"]
+        )
+        self.payment_amount = add(
+            Counter,
+            "telltale_payment_amount",
+            "Sum of payment amounts, in the currency's major unit",
+            ["provider", "currency", "status"],
+        )
+        self.websockets = add(
+            Gauge,
+            "telltale_websocket_connections",
+            "Open websocket connections reported by the platform",
+            ["organization"],
+            **mostrecent,
+        )
+        self.quota_used = add(
+            Gauge, "telltale_organization_quota_used", "Quota used", ["organization", "resource"], **mostrecent
+        )
+        self.quota_limit = add(
+            Gauge, "telltale_organization_quota_limit", "Quota limit", ["organization", "resource"], **mostrecent
+        )
+        self.login_failures = add(Counter, "telltale_login_failures", "Failed logins", ["organization"])
+        self.rate_limit_hits = add(
+            Counter, "telltale_rate_limit_hits", "Requests refused by rate limiting", ["organization"]
+        )
+        self.suspicious = add(
+            Counter, "telltale_suspicious_activity", "Suspicious activity reports", ["kind", "organization"]
+        )
+        self.sla_violations = add(
+            Counter,
+            "telltale_sla_violations",
+            "SLA violations reported by the platform",
+            ["organization", "objective"],
+        )
+
+    def plan(self, e: Any) -> list[Op]:
+        """The updates `e` makes, computed without recording anything; raises on a value that cannot be
+        recorded (the caller turns that into the event's 422 entry)."""
         kind = e.type
-        self.received.labels(kind).inc()
+        org = UNKNOWN if e.organization is None else e.organization
+        ops: list[Op] = [(self.received, (kind,), "inc", 1.0)]
         if isinstance(e, Deployment):
             status = kind.split(".", 1)[1]
-            provider = self.provider(e.provider)
-            self.deployments.labels(provider, status, self.org(e)).inc()
+            ops.append((self.deployments, (e.provider, status, org), "inc", 1.0))
             if e.duration_seconds is not None and status != "started":
-                self.deployment_duration.labels(provider, status).observe(e.duration_seconds)
+                ops.append((self.deployment_duration, (e.provider, status), "observe", e.duration_seconds))
         elif isinstance(e, LicenseValidated):
-            self.license_validations.labels(e.result, self.org(e)).inc()
-            self.license_latency.labels(e.result).observe(e.latency_seconds)
+            ops.append((self.license_validations, (e.result, org), "inc", 1.0))
+            ops.append((self.license_latency, (e.result,), "observe", e.latency_seconds))
         elif isinstance(e, LicenseExpiry):
-            self.license_expiry.labels(self.org(e)).set(e.expires_at.timestamp())
+            ops.append((self.license_expiry, (org,), "set", e.expires_at.timestamp()))
         elif isinstance(e, Payment):
             status = kind.split(".", 1)[1]
-            provider, currency = self.provider(e.provider), self.currency(e.currency)
-            self.payments.labels(provider, currency, status, self.org(e)).inc()
-            self.payment_amount.labels(provider, currency, status).inc(e.amount)
+            ops.append((self.payments, (e.provider, e.currency, status, org), "inc", 1.0))
+            ops.append((self.payment_amount, (e.provider, e.currency, status), "inc", e.amount))
         elif isinstance(e, WebsocketConnections):
-            self.websockets.labels(self.org(e)).set(e.connections)
+            ops.append((self.websockets, (org,), "set", float(e.connections)))
         elif isinstance(e, QuotaUsage):
-            org, resource = self.org(e), self.resource(e.resource)
-            self.quota_used.labels(org, resource).set(e.used)
-            self.quota_limit.labels(org, resource).set(e.limit)
+            ops.append((self.quota_used, (org, e.resource), "set", e.used))
+            ops.append((self.quota_limit, (org, e.resource), "set", e.limit))
         elif isinstance(e, LoginFailed):
-            self.login_failures.labels(self.org(e)).inc()
+            ops.append((self.login_failures, (org,), "inc", 1.0))
         elif isinstance(e, RateLimitHit):
-            self.rate_limit_hits.labels(self.org(e)).inc()
+            ops.append((self.rate_limit_hits, (org,), "inc", 1.0))
         elif isinstance(e, SuspiciousActivity):
-            self.suspicious.labels(e.kind, self.org(e)).inc()
+            ops.append((self.suspicious, (e.kind, org), "inc", 1.0))
         elif isinstance(e, SlaViolation):
-            self.sla_violations.labels(self.org(e), self.resource(e.objective)).inc()
+            ops.append((self.sla_violations, (org, e.objective), "inc", 1.0))
+        for _, _, method, amount in ops:
+            if not math.isfinite(amount) or (method != "set" and amount < 0):
+                raise ValueError("value out of range")
+        return ops
+
+    @staticmethod
+    def apply(ops: list[Op]) -> None:
+        for series, labels, method, amount in ops:
+            getattr(series.child(labels), method)(amount)
+
+    def record(self, e: Any) -> None:
+        self.apply(self.plan(e))
+
+
+def _message(err: Any) -> str:
+    """pydantic's message, without the input (an unknown tag would be echoed whole)."""
+    if err["type"] == "union_tag_invalid":
+        return f"unknown type; expected one of: {', '.join(EVENT_TYPES)}"
+    if err["type"] == "union_tag_not_found":
+        return "type is required"
+    return str(err["msg"])[:300]
 
 
 def _reason(exc: ValidationError) -> list[dict[str, Any]]:
@@ -296,54 +423,76 @@ def _reason(exc: ValidationError) -> list[dict[str, Any]]:
             "field": ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int))
             or ".".join(str(p) for p in err["loc"])
             or "type",
-            "message": err["msg"],
+            "message": _message(err),
         }
         for err in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
 
 
-def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status)
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    202: {"model": Accepted, "description": "every event was recorded"},
+    400: {"model": Problem, "description": "the body is not JSON"},
+    401: {"model": Problem, "description": "missing or wrong bearer token, or TELLTALE_INGEST_TOKEN not set"},
+    413: {"model": Problem, "description": "body over 4 MiB, or more events than TELLTALE_EVENTS_MAX_BATCH"},
+    422: {
+        "model": Rejected,
+        "description": "some events are invalid or not recordable (each named by index), or the body is not "
+        "an object with an `events` array, or JSON nested deeper than 64 levels: nothing was recorded",
+    },
+}
 
 
-@router.post("/api/v1/events", status_code=202, summary="Report business and security events (bearer token)")
-async def ingest(request: Request) -> JSONResponse:
+@router.post(
+    "/api/v1/events",
+    status_code=202,
+    summary="Report business and security events (bearer token)",
+    response_model=None,
+    responses=_ANSWERS,
+    openapi_extra=openapi_body(EventBatch),
+)
+async def ingest(request: Request) -> Response:
     state = request.app.state.telltale
     require_bearer(request, state.settings.ingest_token, "TELLTALE_INGEST_TOKEN")
     metrics: EventMetrics = request.app.state.event_metrics
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return _problem(413, f"batch larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _problem(400, "body is not valid JSON")
+        body = await read_json(request)
+    except BadBody as exc:
+        return problem(exc.status, exc.detail)
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-        return _problem(422, 'body must be an object with an "events" array', accepted=0, rejected=[])
+        return problem(422, 'body must be an object with an "events" array', accepted=0, rejected=[])
     items = body["events"]
     limit = state.settings.events_max_batch
     if len(items) > limit:
-        return _problem(413, f"batch of {len(items)} events exceeds the limit of {limit}")
+        return problem(413, f"batch of {len(items)} events exceeds the limit of {limit}")
     good: list[Any] = []
+    planned: list[Op] = []
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            good.append(EVENT.validate_python(item))
+            event = EVENT.validate_python(item)
         except ValidationError as exc:
             rejected.append({"index": index, "errors": _reason(exc)})
+            continue
+        try:
+            planned += metrics.plan(event)
+        except (ArithmeticError, ValueError, TypeError) as exc:  # valid but not recordable: this event's 422
+            rejected.append(
+                {"index": index, "errors": [{"field": "", "message": f"cannot be recorded: {type(exc).__name__}"}]}
+            )
+            continue
+        good.append(event)
+    if rejected:
+        metrics.rejected.inc(len(rejected))
+        return problem(
+            422,
+            f"{len(rejected)} of {len(items)} events rejected; nothing was recorded: fix them and resend the batch",
+            accepted=0,
+            rejected=rejected,
+        )
     orgs = {e.organization for e in good if e.organization is not None}
     if len(orgs) == 1:
         set_organization_id(next(iter(orgs)))
-    for event in good:
-        metrics.record(event)
+    metrics.apply(planned)
     if state.alerting is not None:
-        state.alerting.handle(good)  # queued; never waits on Alertmanager
-    if rejected:
-        metrics.rejected.inc(len(rejected))
-        return _problem(
-            422,
-            f"{len(rejected)} of {len(items)} events rejected; the others were recorded",
-            accepted=len(good),
-            rejected=rejected,
-        )
-    return JSONResponse({"accepted": len(good)}, status_code=202)
+        state.alerting.handle(good)  # queued; never waits on Alertmanager, never raises
+    return json_response({"accepted": len(good)}, 202)

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from telltale.alerting import webhook
 from telltale.alerting.service import EventAlerting
-from telltale.app import __version__, events, health, metrics
+from telltale.app import __version__, events, health, metrics, webhook
+from telltale.app.body import BodyLimit
 from telltale.app.drain import install_drain
 from telltale.app.instrumentation import tracing as telemetry
 from telltale.app.instrumentation.middleware import instrument_app
@@ -72,7 +72,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(events.router)
+    app.state.event_metrics = events.EventMetrics(registry, settings.organization_label_cap)
     app.include_router(webhook.router)
+    app.add_middleware(BodyLimit)  # every body bounded while it streams in (app/body.py)
     install_openapi(app)
     instrument_app(app, settings, registry, health_collector)
     return app

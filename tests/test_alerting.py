@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -12,6 +14,7 @@ import httpx
 import pytest
 from telltale.alerting.alertmanager import Alert, AlertSender
 from telltale.alerting.events import EventAlerts
+from telltale.alerting.notifications import MAX_STORE_BYTES, NotificationStore, WebhookPayload
 
 from tests.apps import service
 from tests.servers import AlertmanagerServer, WebhookRecorder, free_port
@@ -237,3 +240,131 @@ async def test_events_reach_alertmanager(alertmanager: AlertmanagerServer, recor
         ("LicenseExpiringSoon", "globex", "info"),
         ("OrganizationSLAViolation", "initech", "warning"),
     }
+
+
+def big_payload(i: int, size: int, receiver: str = "telltale") -> WebhookPayload:
+    alert = {**WEBHOOK["alerts"][0], "annotations": {"description": "x" * size}, "fingerprint": f"f{i}"}  # type: ignore[dict-item]
+    return WebhookPayload.model_validate({**WEBHOOK, "receiver": receiver, "groupKey": f"g{i}", "alerts": [alert]})
+
+
+def test_the_store_is_bounded_by_bytes_evicting_the_oldest() -> None:
+    """40 payloads of 2 MiB (80 MiB offered) stay within the byte budget, measured by tracemalloc too."""
+    store = NotificationStore()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40):
+            store.record(big_payload(i, 2 * 1024 * 1024))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert store.bytes <= MAX_STORE_BYTES
+    assert held <= MAX_STORE_BYTES + 8 * 1024 * 1024, f"{held / 2**20:.0f} MiB held"
+    assert 25 <= len(store) < 40
+    ids = [n.payload["groupKey"] for n in store.list(limit=1000)]
+    assert ids[0] == "g39" and "g0" not in ids  # newest kept, oldest evicted
+    assert store.record(big_payload(39, 2 * 1024 * 1024))[1] is False  # still idempotent
+
+
+def test_pages_walk_newest_first_with_an_opaque_cursor() -> None:
+    store = NotificationStore()
+    for i in range(25):
+        store.record(big_payload(i, 10, receiver="a" if i % 5 else "b"))
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page, cursor = store.page(limit=10, cursor=cursor)
+        seen += [n.group_key for n in page]
+        pages += 1
+        if cursor is None:
+            break
+        assert "g" not in cursor and cursor.isascii()  # opaque
+    assert pages == 3 and seen == [f"g{i}" for i in reversed(range(25))]
+    only_b, nxt = store.page(receiver="b", limit=2)
+    assert [n.group_key for n in only_b] == ["g20", "g15"] and nxt is not None
+    assert [n.group_key for n in store.page(receiver="b", limit=10, cursor=nxt)[0]] == ["g10", "g5", "g0"]
+    big = NotificationStore()
+    for i in range(10):
+        big.record(big_payload(i, 300 * 1024))
+    page, cursor = big.page(limit=100)
+    assert len(page) == 3 and cursor is not None  # a page stops at 1 MiB, whatever the limit
+
+
+async def test_the_listing_pages_over_http() -> None:
+    auth = {"Authorization": "Bearer hook-token"}
+    async with service(alert_webhook_token="hook-token") as c:
+        for i in range(5):
+            hook = {**WEBHOOK, "groupKey": f"g{i}"}
+            assert (await c.post("/api/v1/alerts/webhook", json=hook, headers=auth)).status_code == 200
+        first = (await c.get("/api/v1/alerts/notifications?limit=2", headers=auth)).json()
+        assert [n["group_key"] for n in first["notifications"]] == ["g4", "g3"] and first["total"] == 5
+        rest = (
+            await c.get(f"/api/v1/alerts/notifications?limit=10&cursor={first['next_cursor']}", headers=auth)
+        ).json()
+        assert [n["group_key"] for n in rest["notifications"]] == ["g2", "g1", "g0"] and rest["next_cursor"] is None
+        assert rest["notifications"][0]["payload"]["alerts"][0]["fingerprint"] == "abc123"
+        for bad in ("nonsense!", "eDEyMw", "bi0x", "x" * 65):
+            r = await c.get(f"/api/v1/alerts/notifications?cursor={bad}", headers=auth)
+            assert r.status_code == 422, (bad, r.text)
+        assert (await c.get("/api/v1/alerts/notifications?limit=0", headers=auth)).status_code == 422
+        assert (await c.get("/api/v1/alerts/notifications?limit=5000", headers=auth)).status_code == 422
+        assert (await c.get("/api/v1/alerts/notifications")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"receiver":"r","status":"firing","groupKey":"g","alerts":[{"status":"firing"}],"x":NaN}',
+        b'{"receiver":"r","status":"firing","groupKey":"g","alerts":[{"status":"firing"}],"x":1e999}',
+        b'{"receiver":"r","status":"firing","groupKey":"g","alerts":[{"status":"firing"}],"x":-Infinity}',
+        b'{"receiver":"r","status":"firing","groupKey":"g","alerts":[{"status":"firing"}],"truncatedAlerts":true}',
+        b'{"receiver":"r","status":"firing","groupKey":"g","alerts":[{"status":"firing","labels":{"a":1}}]}',
+        b'{"receiver":"r","status":"firing","groupKey":"g","alerts":[]}',
+        b'{"receiver":"r","status":"firing","groupKey":"g","alerts":[null]}',
+        b"[]",
+        b"null",
+        b'"\xff"',
+    ],
+)
+async def test_webhook_refuses_what_it_could_not_serve_back(body: bytes) -> None:
+    """Non-finite numbers would make the listing invalid JSON (or a 500): refused, 422, nothing stored."""
+    auth = {"Authorization": "Bearer hook-token", "Content-Type": "application/json"}
+    async with service(alert_webhook_token="hook-token") as c:
+        r = await c.post("/api/v1/alerts/webhook", content=body, headers=auth)
+        assert r.status_code == 422, r.text
+        listed = await c.get("/api/v1/alerts/notifications", headers=auth)
+        assert listed.status_code == 200 and listed.json()["total"] == 0
+
+
+async def test_unicode_is_kept_and_lone_surrogates_never_break_the_listing() -> None:
+    """A lone surrogate cannot be encoded as UTF-8: stored or refused, the listing stays valid JSON."""
+    auth = {"Authorization": "Bearer hook-token", "Content-Type": "application/json"}
+    good = {**WEBHOOK, "groupKey": "gr\u00fcn \U0001f525 \u202e", "commonLabels": {"\u00e9t\u00e9": "\u2603"}}
+    async with service(alert_webhook_token="hook-token") as c:
+        assert (await c.post("/api/v1/alerts/webhook", json=good, headers=auth)).status_code == 200
+        for bad in ({**WEBHOOK, "groupKey": "\ud800"}, {**WEBHOOK, "commonLabels": {"\udfff": "x"}}):
+            r = await c.post("/api/v1/alerts/webhook", content=json.dumps(bad).encode(), headers=auth)
+            assert r.status_code in (200, 422), r.text
+        listed = await c.get("/api/v1/alerts/notifications", headers=auth)
+        assert listed.status_code == 200
+        items = json.loads(listed.content)["notifications"]
+        item = items[-1]
+        assert item["group_key"] == good["groupKey"] and item["payload"]["commonLabels"] == {"\u00e9t\u00e9": "\u2603"}
+
+
+async def test_alerting_never_fails_an_accepted_batch() -> None:
+    """The events are recorded before the alert rules run: a rule that raises is logged, not a 500."""
+    async with service(alertmanager_url="http://127.0.0.1:9", ingest_token="ingest-tok") as c:
+        alerting = c.app.state.telltale.alerting  # type: ignore[attr-defined]
+
+        def broken(event: object, now: float | None = None) -> list[Alert]:
+            raise RuntimeError("rule bug")
+
+        alerting.rules.alerts_for = broken
+        r = await c.post(
+            "/api/v1/events",
+            json={"events": [{"type": "deployment.failed", "provider": "aws"}]},
+            headers={"Authorization": "Bearer ingest-tok"},
+        )
+        assert r.status_code == 202, r.text

@@ -1,9 +1,17 @@
-"""POST /api/v1/events: accepted, partially rejected (422 naming each bad event), capped organizations."""
+"""POST /api/v1/events: accepted whole or refused whole (422 naming each bad event), no 500 from any input,
+bounded label values and a series budget per metric."""
 
 from __future__ import annotations
 
+import json
+import random
+from typing import Any
+
 import httpx
+import pytest
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from telltale.app.events import EVENT, EventMetrics
 from telltale.app.main import create_app
 from telltale.config.settings import Settings
 
@@ -66,7 +74,11 @@ async def test_every_type_accepted_and_recorded() -> None:
     assert value(app, "telltale_events_total", type="payment.failed") == 1
 
 
-async def test_partial_acceptance_names_each_bad_event() -> None:
+def series(app: FastAPI, name: str) -> list[dict[str, str]]:
+    return [s.labels for f in app.state.telltale.registry.collect() for s in f.samples if s.name == name]
+
+
+async def test_a_batch_with_a_bad_event_records_nothing_and_names_every_bad_one() -> None:
     app = make_app()
     batch = [
         {"type": "login.failed", "organization": "acme"},
@@ -79,31 +91,229 @@ async def test_partial_acceptance_names_each_bad_event() -> None:
     ]
     async with client(app) as c:
         r = await c.post("/api/v1/events", headers=AUTH, json={"events": batch})
-    assert r.status_code == 422
-    body = r.json()
-    assert body["accepted"] == 2
-    rejected = {item["index"]: item["errors"] for item in body["rejected"]}
-    assert sorted(rejected) == [1, 2, 3, 4, 5]
-    assert rejected[1][0]["field"] == "currency"
-    assert "no.such.type" in rejected[2][0]["message"]
-    assert rejected[3][0]["field"] == "type"
-    assert rejected[4][0]["field"] == "duration_seconds"
-    assert rejected[5][0]["field"] == "password" and "hunter2" not in r.text
-    # the good ones were recorded, the bad ones not at all
-    assert value(app, "telltale_login_failures_total", organization="acme") == 1
+        assert r.status_code == 422
+        body = r.json()
+        assert body["accepted"] == 0 and "nothing was recorded" in body["detail"]
+        rejected = {item["index"]: item["errors"] for item in body["rejected"]}
+        assert sorted(rejected) == [1, 2, 3, 4, 5]
+        assert rejected[1][0]["field"] == "currency"
+        assert rejected[2][0]["field"] == "type" and "login.failed" in rejected[2][0]["message"]
+        assert rejected[3][0]["field"] == "type"
+        assert rejected[4][0]["field"] == "duration_seconds"
+        assert rejected[5][0]["field"] == "password" and "hunter2" not in r.text
+        # nothing at all was recorded: not the good events either, and no series appeared
+        assert series(app, "telltale_login_failures_total") == []
+        assert series(app, "telltale_rate_limit_hits_total") == []
+        assert series(app, "telltale_events_total") == []
+        assert value(app, "telltale_events_rejected_total") == 5
+        # the client fixes the bad ones and resends the whole batch: each event counted exactly once
+        fixed = [batch[0], batch[6], {"type": "login.failed", "organization": "acme"}]
+        assert (await c.post("/api/v1/events", headers=AUTH, json={"events": fixed})).status_code == 202
+        assert (await c.post("/api/v1/events", headers=AUTH, json={"events": [batch[2]]})).status_code == 422
+    assert value(app, "telltale_login_failures_total", organization="acme") == 2
     assert value(app, "telltale_rate_limit_hits_total", organization="acme") == 1
-    assert (
-        value(
-            app,
-            "telltale_payments_total",
-            provider="stripe",
-            currency="euro",
-            status="succeeded",
-            organization="unknown",
+    assert value(app, "telltale_events_total", type="login.failed") == 2
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    ["0001-01-01T00:00:00", "0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z", "0001-01-01"],
+)
+async def test_a_valid_looking_date_that_cannot_be_recorded_is_a_422_entry(expires_at: str) -> None:
+    """Year 1 (naive: no Unix time in a zone east of UTC) gave a 500 with half the batch counted."""
+    app = make_app()
+    batch = [
+        {"type": "login.failed", "organization": "acme"},
+        {"type": "license.expiry", "organization": "globex", "expires_at": expires_at},
+        {"type": "rate_limit.hit"},
+    ]
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers=AUTH, json={"events": batch})
+    assert r.status_code == 422, r.text
+    assert [(e["index"], e["errors"][0]["field"]) for e in r.json()["rejected"]] == [(1, "expires_at")]
+    assert series(app, "telltale_license_expiry_timestamp_seconds") == []  # no phantom series
+    assert series(app, "telltale_login_failures_total") == []
+
+
+async def test_naive_timestamps_are_utc() -> None:
+    app = make_app()
+    event = {"type": "license.expiry", "organization": "acme", "expires_at": "2030-01-01T00:00:00"}
+    async with client(app) as c:
+        assert (await c.post("/api/v1/events", headers=AUTH, json={"events": [event]})).status_code == 202
+    assert value(app, "telltale_license_expiry_timestamp_seconds", organization="acme") == 1893456000
+
+
+def test_an_event_that_validates_but_cannot_be_planned_is_refused_by_plan() -> None:
+    """The last line of defence: plan() refuses a value no series can take, before anything is recorded."""
+    metrics = EventMetrics(CollectorRegistry(), 10)
+    event = EVENT.validate_python({"type": "login.failed"})
+    ops = metrics.plan(event)
+    with pytest.raises(ValueError):
+        metrics.plan(
+            EVENT.validate_python({"type": "websocket.connections", "connections": 1}).model_copy(
+                update={"connections": float("inf")}
+            )
         )
-        is None
-    )
-    assert value(app, "telltale_events_rejected_total") == 5
+    metrics.apply(ops)
+    assert metrics.received.child(("login.failed",))._value.get() == 1
+
+
+NOT_NUMBERS = [True, False, "5", None, [], {}, float("nan"), float("inf"), float("-inf"), 10**400, "NaN"]
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"type": "payment.succeeded", "provider": "stripe", "currency": "EUR"}, "amount"),
+        ({"type": "websocket.connections"}, "connections"),
+        ({"type": "quota.usage", "organization": "a", "resource": "r", "limit": 1}, "used"),
+        ({"type": "quota.usage", "organization": "a", "resource": "r", "used": 1}, "limit"),
+        ({"type": "license.validated", "result": "valid"}, "latency_seconds"),
+        ({"type": "deployment.completed", "provider": "aws"}, "duration_seconds"),
+        ({"type": "sla.violation", "organization": "a", "objective": "o", "target": 1}, "actual"),
+        ({"type": "sla.violation", "organization": "a", "objective": "o", "actual": 1}, "target"),
+    ],
+)
+async def test_numbers_are_finite_json_numbers_not_booleans_or_strings(event: dict[str, Any], field: str) -> None:
+    app = make_app()
+    bad = [{**event, field: v} for v in NOT_NUMBERS if not (v is None and field == "duration_seconds")]
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers=AUTH, content=json_bytes({"events": bad}))
+        assert r.status_code == 422, r.text
+        assert [e["index"] for e in r.json()["rejected"]] == list(range(len(bad)))
+        assert all(e["errors"][0]["field"] == field for e in r.json()["rejected"])
+        good = {**event, field: 2}
+        assert (await c.post("/api/v1/events", headers=AUTH, json={"events": [good]})).status_code == 202
+    assert value(app, "telltale_events_total", type=event["type"]) == 1
+
+
+def json_bytes(body: Any) -> bytes:
+    """json.dumps writes NaN/Infinity as Python does (what a careless client sends)."""
+    return json.dumps(body, default=str).encode()
+
+
+async def test_a_count_refuses_booleans_and_fractions() -> None:
+    app = make_app()
+    batch = [{"type": "websocket.connections", "connections": v} for v in (True, 1.5, 2.0, -1, 10**9)]
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers=AUTH, json={"events": batch})
+    assert r.status_code == 422 and [e["index"] for e in r.json()["rejected"]] == [0, 1, 2, 3, 4]
+    assert value(app, "telltale_websocket_connections", organization="unknown") is None
+
+
+HOSTILE_EVENTS: list[Any] = [
+    None,
+    1,
+    "login.failed",
+    [],
+    [{"type": "login.failed"}],
+    {},
+    {"type": None},
+    {"type": 1},
+    {"type": ["login.failed"]},
+    {"type": {"a": 1}},
+    {"type": "login.failed", "organization": None},
+    {"type": "login.failed", "organization": ""},
+    {"type": "login.failed", "organization": "x" * 129},
+    {"type": "login.failed", "organization": "\u00e9cole"},
+    {"type": "login.failed", "organization": "a b"},
+    {"type": "login.failed", "organization": "\ud800"},
+    {"type": "login.failed", "organization": 12},
+    {"type": "login.failed", "\ud800": 1},
+    {"type": "\ud800"},
+    {"type": "x" * 100_000},
+    {"type": "login.failed", "timestamp": "not a date"},
+    {"type": "login.failed", "timestamp": 10**30},
+    {"type": "login.failed", "timestamp": True},
+    {"type": "license.expiry", "organization": "a", "expires_at": "9999-12-31T23:59:59-23:59"},
+    {"type": "license.expiry", "organization": "a", "expires_at": -(10**12)},
+    {"type": "license.expiry", "organization": "a", "expires_at": float("nan")},
+    {"type": "payment.failed", "provider": "\u0000", "currency": "EUR", "amount": 1},
+    {"type": "payment.failed", "provider": "p", "currency": "eur", "amount": 1e13},
+    {"type": "payment.failed", "provider": "p", "currency": "EUR", "amount": -0.0001},
+    {"type": "quota.usage", "organization": "a", "resource": "r", "used": 1e300, "limit": 1e300},
+    {"type": "suspicious_activity", "kind": "everything"},
+    {"type": "sla.violation", "organization": "a", "objective": "o", "target": 1, "actual": 2, "severe": "yes"},
+    {"type": "deployment.started", "provider": "p" * 64},
+    {"type": "deployment.started", "provider": "aws", "duration_seconds": 1e308},
+]
+
+
+@pytest.mark.parametrize("item", HOSTILE_EVENTS, ids=range(len(HOSTILE_EVENTS)))
+async def test_no_hostile_event_makes_a_500(item: Any) -> None:
+    app = make_app()
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers=AUTH, content=json_bytes({"events": [item]}))
+    assert r.status_code in (202, 422), (r.status_code, r.text[:300])
+    json.loads(r.content)  # always JSON
+    assert len(r.content) < 10_000  # no input echoed back at length
+
+
+HOSTILE_BODIES: list[bytes] = [
+    b"",
+    b" ",
+    b"null",
+    b"[]",
+    b'"events"',
+    b"{}",
+    b'{"events": null}',
+    b'{"events": {}}',
+    b'{"events": "x"}',
+    b'{"events": [' + b"1," * 5000 + b"1]}",
+    b'{"events": [NaN, Infinity, -Infinity]}',
+    b'{"events": [' + b"9" * 5000 + b"]}",
+    b'{"events": [1e999999]}',
+    b'{"events": []',
+    b"\xff\xfe{}",
+    b'\xef\xbb\xbf{"events": []}',
+    b'{"events": [], "events": [{"type": "login.failed"}]}',
+    b'{"events": ["\\ud800"]}',
+    b'{"\\u0000": 1, "events": []}',
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES, ids=range(len(HOSTILE_BODIES)))
+async def test_no_hostile_body_makes_a_500(body: bytes) -> None:
+    app = make_app(events_max_batch=1000)
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers={**AUTH, "Content-Type": "application/json"}, content=body)
+    assert r.status_code in (202, 400, 413, 422), (r.status_code, r.text[:300])
+    assert "detail" in r.json() if r.status_code != 202 else set(r.json()) == {"accepted"}
+
+
+async def test_random_batches_never_make_a_500_and_are_all_or_nothing() -> None:
+    """A seeded fuzz over mutations of good events: every answer 202 (all recorded) or 4xx (none)."""
+    rng = random.Random(9)
+    junk: list[Any] = [None, True, -1, 0, 2**63, 1e308, -1e-308, "", "\u202e", "a" * 300, [], {}, [[]], {"a": {}}]
+    app = make_app()
+    async with client(app) as c:
+        for _ in range(150):
+            batch = []
+            for _ in range(rng.randint(1, 6)):
+                event = dict(rng.choice(EVERY_TYPE))
+                if rng.random() < 0.3:
+                    key = rng.choice([*event, "extra"])
+                    event[key] = rng.choice(junk)
+                if rng.random() < 0.1:
+                    event.pop(rng.choice(list(event)))
+                batch.append(event)
+            before = value(app, "telltale_events_total", type="login.failed") or 0.0
+            total = sum(
+                s.value
+                for f in app.state.telltale.registry.collect()
+                for s in f.samples
+                if s.name == "telltale_events_total"
+            )
+            r = await c.post("/api/v1/events", headers=AUTH, content=json_bytes({"events": batch}))
+            assert r.status_code in (202, 422), r.text
+            after = sum(
+                s.value
+                for f in app.state.telltale.registry.collect()
+                for s in f.samples
+                if s.name == "telltale_events_total"
+            )
+            assert after - total == (len(batch) if r.status_code == 202 else 0)
+            assert before <= (value(app, "telltale_events_total", type="login.failed") or 0.0)
 
 
 async def test_auth_and_malformed_bodies() -> None:
