@@ -54,12 +54,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # a typo'd variable is a warning, not an error; on invalid settings it joins the one error line
     warning = unknown_variables_warning()
-    if warning:
-        _say(warning)
     try:
         if args.command == "config" and args.check:
             load_settings(config_file=args.check)
+            if warning:
+                _say(warning)
             print(f"{args.check}: valid")
             return 0
         overrides: dict[str, Any] = {}
@@ -67,7 +68,9 @@ def run(argv: list[str] | None = None) -> int:
             overrides = {"host": args.host, "port": args.port, "log_format": args.log_format}
         settings = load_settings(**overrides)
     except SettingsError as exc:
-        return _fail(str(exc))
+        return _fail(f"{exc}; {warning}" if warning else str(exc))
+    if warning:
+        _say(warning)
     if args.command == "serve":
         return _serve(settings, args.workers)
     if args.command == "check":

@@ -156,3 +156,12 @@ def test_unknown_variables_are_one_warning_line() -> None:
     )
     assert "port: 8000" in r.stdout
     assert run("config").stderr == ""
+    bad = run(
+        "check",
+        env={"TELLTALE_DATABSE_URL": "postgresql://x/y", "TELLTALE_QUEUES": '[{"name": "q", "backend": "sql"}]'},
+    )
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "telltale: settings: sql queues need database_url; warning: unknown settings ignored: "
+        "TELLTALE_DATABSE_URL (did you mean TELLTALE_DATABASE_URL?)\n"
+    )
