@@ -1,4 +1,8 @@
-"""Run every benchmark and print its report; a benchmark that fails is reported, not fatal to the rest."""
+"""Run every benchmark and print its report; a benchmark that fails is reported, not fatal to the rest.
+
+`python -m bench callgrind [...]` runs only the instruction counts (a few minutes; see
+bench/callgrind_bench.py for its options).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,14 @@ import importlib
 import sys
 import traceback
 
-MODULES = ["bench.health_bench", "bench.middleware_bench", "bench.exporter_bench"]
+MODULES = ["bench.health_bench", "bench.middleware_bench", "bench.exporter_bench", "bench.callgrind_bench"]
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["callgrind"]:
+        from bench.callgrind_bench import main as callgrind
+
+        return callgrind(argv[1:])
     failed = 0
     for name in MODULES:
         print(f"\n# {name}\n", flush=True)
@@ -28,4 +36,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

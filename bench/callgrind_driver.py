@@ -1,0 +1,165 @@
+"""One variant's requests through uvicorn's own HTTP protocol, in one process, for callgrind to count.
+
+`python -m bench.callgrind_driver VARIANT WARM N1 N2`, run by `bench.callgrind_bench` under
+`valgrind --tool=callgrind --dump-before=getppid`. The app is built as the throughput benchmark
+builds it (`bench.middleware_bench.make_app`) or, for `default`, as `telltale serve` builds it.
+Requests go through uvicorn's `HttpToolsProtocol` exactly as a keep-alive client's bytes would
+(httptools parsing, the ASGI scope, the request-response cycle task, uvicorn's ProxyHeadersMiddleware,
+the response serialised and written), on uvloop; only the socket is replaced by a transport that
+keeps what is written, so no kernel time and no wall-clock idle loop enter the count.
+
+Marks: `os.getppid()` (a libc call nothing else here makes) ends a window; callgrind dumps its
+counters there. Windows: start-up and WARM requests, then N1 requests, then N2 requests. The
+instructions per request are (window N2 - window N1) / (N2 - N1): what a window costs besides its
+requests (the mark, the loop around it, a span flush) cancels out.
+
+Repeatable: PYTHONHASHSEED=0 (set by the caller), `random` seeded before the first request (request
+ids, trace ids, so the same requests are sampled), one connection, one request at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+
+class Transport(asyncio.Transport):
+    """A connected socket's transport, minus the socket: writes are kept, never sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def build(variant: str) -> tuple[Any, Any]:
+    """(the ASGI app, an async context manager for its lifespan)."""
+    if variant.startswith("default"):
+        return served_app()
+    os.environ["BENCH_VARIANT"] = variant
+    from bench.middleware_bench import make_app
+
+    return make_app(), contextlib.nullcontext()
+
+
+def served_app() -> tuple[Any, Any]:
+    """What `telltale serve` runs with default settings (`TELLTALE_*` unset): its logging set-up,
+    `create_app`, the lifespan; plus the benchmark's `/` route, first in the router as in the other
+    variants, so routing costs the same."""
+    from telltale.app.instrumentation.logs import configure_logging
+    from telltale.app.main import create_app
+    from telltale.config.settings import load_settings
+
+    from bench.middleware_bench import first_route
+
+    for name in [k for k in os.environ if k.startswith(("TELLTALE_", "OTEL_")) and k != "TELLTALE_GC_TUNING"]:
+        del os.environ[name]  # defaults: no settings, no OTLP endpoint (so no tracing)
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level, settings.secrets())
+    app = create_app(settings)
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        return {"hello": "world"}
+
+    first_route(app, "/")
+    return app, app.router.lifespan_context(app)
+
+
+def flush_spans() -> None:
+    """Export what the window queued, inside the window (the span queue's export thread is part of a
+    traced request's cost)."""
+    if "telltale.app.instrumentation.tracing" in sys.modules:
+        sys.modules["telltale.app.instrumentation.tracing"].force_flush(10_000)
+
+
+async def drive(variant: str, warm: int, windows: Sequence[int], mark: Callable[[], object] = os.getppid) -> None:
+    """Start-up and `warm` requests, then each window of requests, `mark()` after each."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    app, lifespan = build(variant)
+    config = uvicorn.Config(app, http="httptools", loop="uvloop", access_log=False, log_config=None)
+    config.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Tue, 01 Dec 2026 00:00:00 GMT"), *config.encoded_headers]
+    async with lifespan if hasattr(lifespan, "__aenter__") else _async(lifespan):
+        protocol = HttpToolsProtocol(config, state, {}, _loop=asyncio.get_running_loop())
+        transport = Transport()
+        protocol.connection_made(transport)
+        random.seed(0)
+        tasks = state.tasks
+        for n in (warm, *windows):
+            for _ in range(n):
+                protocol.data_received(REQUEST)
+                for task in list(tasks):
+                    await task
+            flush_spans()
+            mark()  # callgrind dumps here (--dump-before=getppid)
+            check(transport.out, n)
+            transport.out.clear()
+        protocol.connection_lost(None)
+
+
+@contextlib.asynccontextmanager
+async def _async(cm: Any) -> Any:
+    with cm:
+        yield
+
+
+def check(out: list[bytes], n: int) -> None:
+    """Every request of the window was answered 200 (a benchmark of errors measures nothing)."""
+    data = b"".join(out)
+    answered = data.count(b"HTTP/1.1 ")
+    ok = data.count(b"HTTP/1.1 200 OK\r\n")
+    if answered != n or ok != n:
+        sys.stderr.write(f"callgrind driver: {answered} responses, {ok} of them 200: {data[:300]!r}\n")
+        sys.exit(1)
+
+
+def main() -> None:
+    """`VARIANT WARM N1 N2` under callgrind; `--cprofile VARIANT N` (natively) prints the Python
+    functions a variant's requests spend their time in (on stderr), to read beside callgrind's C-level split."""
+    import uvloop
+
+    if sys.argv[1] == "--cprofile":
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        marks = iter([profiler.enable, profiler.disable])
+        uvloop.run(drive(sys.argv[2], 200, [int(sys.argv[3])], mark=lambda: next(marks)()))
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+        return
+    variant, warm, n1, n2 = sys.argv[1], *map(int, sys.argv[2:5])
+    uvloop.run(drive(variant, warm, [n1, n2]))
+
+
+if __name__ == "__main__":
+    main()
