@@ -359,7 +359,11 @@ def _file_values(path: str, environ: dict[str, str]) -> tuple[dict[str, Any], di
             raise SettingsError(f"{path}: {entries[field][0]} and {written} are both set; keep one")
         if not isinstance(where, str):
             raise SettingsError(f"{path}: {written}: give the path of a file holding the secret")
-        entries[field] = (written, read_secret_file(f"{path}: {written}", where))
+        if ENV_PREFIX + field.upper() in environ:
+            continue  # the environment wins; its file is not read
+        # a relative path is relative to the settings file, wherever the process starts
+        secret_path = str(Path(path).parent / where) if where.strip() else where
+        entries[field] = (written, read_secret_file(f"{path}: {written}", secret_path))
     for key, (written, value) in entries.items():
         if key not in Settings.model_fields:
             close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX.lower()), Settings.model_fields, n=1)

@@ -216,6 +216,12 @@ def test_a_secret_file_in_the_settings_file(tmp_path: Path) -> None:
     cfg.write_text(f"ingest_token_file: {tmp_path / 'ingest'}\n")
     s = load_settings(config_file=str(cfg))
     assert [t.get_secret_value() for t in s.ingest_token or ()] == ["from-a-file"]
+    cfg.write_text("ingest_token_file: ingest\n")  # relative to the settings file
+    s = load_settings(config_file=str(cfg))
+    assert [t.get_secret_value() for t in s.ingest_token or ()] == ["from-a-file"]
+    cfg.write_text("ingest_token: x\ningest_token_file: ingest\n")
+    with pytest.raises(SettingsError, match="ingest_token and ingest_token_file are both set"):
+        load_settings(config_file=str(cfg))
 
 
 @pytest.mark.parametrize(
