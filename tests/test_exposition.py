@@ -136,6 +136,23 @@ async def test_a_render_that_cannot_finish_is_a_timeout_and_leaves_no_child() ->
         await Renderer("thread").render(r, None, None, scrape_timeout=0.3)
 
 
+async def test_a_hung_render_holds_one_daemon_thread_however_many_scrapes() -> None:
+    import threading
+
+    r = CollectorRegistry()
+    r.register(Sleeps(1.5))  # type: ignore[arg-type]
+    renderer = Renderer("thread")
+    before = set(threading.enumerate())  # other tests' hung renders may still be sleeping
+    for _ in range(3):
+        with pytest.raises(RenderTimeout):
+            await renderer.render(r, None, None, scrape_timeout=0.2)
+    threads = [t for t in set(threading.enumerate()) - before if t.name == "telltale-metrics-render"]
+    assert len(threads) == 1 and threads[0].daemon  # never keeps the process from exiting
+    await asyncio.sleep(1.5)
+    body, _, _ = await renderer.render(registry(), None, None)  # the hang over, scrapes render again
+    assert body.startswith(b"# HELP")
+
+
 async def test_the_breaker_opens_after_repeated_child_failures_and_closes_on_success() -> None:
     renderer = Renderer("fork", timeout=0.2, breaker_failures=3, breaker_seconds=0.6)
     hung = hung_in_child()

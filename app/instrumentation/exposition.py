@@ -25,8 +25,8 @@ import gzip
 import logging
 import os
 import struct
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
@@ -68,8 +68,8 @@ class Renderer:
         self.breaker_failures = breaker_failures
         self.breaker_seconds = breaker_seconds
         self._lock = asyncio.Lock()
-        # one thread, so a collector that hangs holds one thread, not one per scrape
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telltale-metrics-render")
+        self._idle = asyncio.Event()  # no render thread running (one at a time)
+        self._idle.set()
         self._warned = False
         self.forked = 0  # renders served by a child, for tests and curiosity
         self.failures = 0  # child failures in a row
@@ -100,9 +100,44 @@ class Renderer:
                             self.forked += 1
                             self.failures, self._tripped = 0, False
                             return result
-                    return await loop.run_in_executor(self._thread, render_sync, registry, accept, accept_encoding)
+                    return await self._in_thread(registry, accept, accept_encoding)
         except TimeoutError:
             raise RenderTimeout(f"/metrics not rendered within {0.9 * budget:.3g} s") from None
+
+    async def _in_thread(
+        self, registry: Any, accept: str | None, accept_encoding: str | None
+    ) -> tuple[bytes, str, bool]:
+        """Render in a daemon thread: a collector that hangs holds one thread (later scrapes wait for it, up
+        to their deadline, rather than start another) and never keeps the process from exiting."""
+        await self._idle.wait()
+        self._idle.clear()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[bytes, str, bool]] = loop.create_future()
+
+        def settle(result: tuple[bytes, str, bool] | None, exc: BaseException | None) -> None:
+            if answer.done():  # the scrape gave up
+                return
+            if exc is not None:
+                answer.set_exception(exc)
+            else:
+                answer.set_result(result)  # type: ignore[arg-type]
+
+        def run() -> None:
+            try:
+                result = render_sync(registry, accept, accept_encoding)
+            except BaseException as exc:  # handed to the scrape that asked
+                _call_soon(loop, settle, None, exc)
+            else:
+                _call_soon(loop, settle, result, None)
+            finally:
+                _call_soon(loop, self._idle.set)
+
+        try:
+            threading.Thread(target=run, name="telltale-metrics-render", daemon=True).start()
+        except BaseException:
+            self._idle.set()
+            raise
+        return await answer
 
     def _child_failed(self, exc: BaseException) -> None:
         self.failures += 1
@@ -181,6 +216,13 @@ class Renderer:
         if len(body) != length:
             raise RuntimeError(f"render child sent {len(body)} of {length} bytes")
         return body, content_type, gzipped
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the loop closed while a hung render finally finished: nobody is waiting
+        pass
 
 
 def _kill(pid: int) -> None:
