@@ -221,19 +221,20 @@ Fold = Callable[[str], str] | None
 
 
 class Series:
-    """One event metric with its label folding and its series budget.
+    """One event metric with its series budget.
 
     At most `budget` label sets, the all-`other` one included (its slot is reserved): a new label set
-    beyond that is recorded in the all-`other` series and counted in `folded`."""
+    beyond that is recorded in the all-`other` series and counted in `folded`. `labels` names the
+    metric's labels, `folds` each one's value cap (None: an enumeration, nothing to fold)."""
 
-    def __init__(self, metric: Any, folds: tuple[Fold, ...], budget: int, folded: Any) -> None:
-        self.metric, self.folds, self.budget, self.folded = metric, folds, budget, folded
-        self.others = (OTHER,) * len(folds)
+    def __init__(self, metric: Any, labels: tuple[str, ...], folds: tuple[Fold, ...], budget: int, folded: Any) -> None:
+        self.metric, self.labels, self.folds, self.budget, self.folded = metric, labels, folds, budget, folded
+        self.others = (OTHER,) * len(labels)
         self._children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
 
-    def child(self, raw: tuple[str, ...]) -> Any:
-        values = tuple(v if fold is None else fold(v) for fold, v in zip(self.folds, raw, strict=True))
+    def child(self, values: tuple[str, ...]) -> Any:
+        """The child for already folded label values, or the all-`other` one past the budget."""
         child = self._children.get(values)
         if child is not None:
             return child
@@ -285,14 +286,16 @@ class EventMetrics:
             registry=r,
         )
         self.organization = LabelCap(organization_cap, self.org_folded)
-        caps = {name: LabelCap(cap, self.label_folded.labels(name)) for name, cap in LABEL_CAPS.items()}
-        caps["organization"] = self.organization
+        caps: dict[str, Callable[[str], str]] = {
+            name: LabelCap(cap, self.label_folded.labels(name)) for name, cap in LABEL_CAPS.items()
+        }
+        caps["organization"] = self._organization
         self.series: dict[str, Series] = {}
 
         def add(kind: type, name: str, doc: str, labels: list[str], **kw: Any) -> Series:
             metric = kind(name, doc, labels, registry=r, **kw)
             folds = tuple(caps.get(label) for label in labels)
-            series = Series(metric, folds, self.budget, self.series_folded.labels(name))
+            series = Series(metric, tuple(labels), folds, self.budget, self.series_folded.labels(name))
             self.series[name] = series
             return series
 
@@ -361,6 +364,10 @@ class EventMetrics:
             ["organization", "objective"],
         )
 
+    def _organization(self, value: str) -> str:
+        """`unknown` (no organization given) is not one of the capped values."""
+        return value if value == UNKNOWN else self.organization(value)
+
     def plan(self, e: Any) -> list[Op]:
         """The updates `e` makes, computed without recording anything; raises on a value that cannot be
         recorded (the caller turns that into the event's 422 entry)."""
@@ -401,8 +408,19 @@ class EventMetrics:
 
     @staticmethod
     def apply(ops: list[Op]) -> None:
-        for series, labels, method, amount in ops:
-            getattr(series.child(labels), method)(amount)
+        """Records one event's planned updates; each label value is folded once per event, so the
+        folded counters count events, whatever the number of series an event updates."""
+        folded: dict[tuple[str, str], str] = {}
+        for series, raw, method, amount in ops:
+            values = []
+            for label, fold, value in zip(series.labels, series.folds, raw, strict=True):
+                if fold is not None:
+                    key = (label, value)
+                    if key not in folded:
+                        folded[key] = fold(value)
+                    value = folded[key]
+                values.append(value)
+            getattr(series.child(tuple(values)), method)(amount)
 
     def record(self, e: Any) -> None:
         self.apply(self.plan(e))
@@ -465,7 +483,7 @@ async def ingest(request: Request) -> Response:
     if len(items) > limit:
         return problem(413, f"batch of {len(items)} events exceeds the limit of {limit}")
     good: list[Any] = []
-    planned: list[Op] = []
+    planned: list[list[Op]] = []
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
@@ -474,7 +492,7 @@ async def ingest(request: Request) -> Response:
             rejected.append({"index": index, "errors": _reason(exc)})
             continue
         try:
-            planned += metrics.plan(event)
+            planned.append(metrics.plan(event))
         except (ArithmeticError, ValueError, TypeError) as exc:  # valid but not recordable: this event's 422
             rejected.append(
                 {"index": index, "errors": [{"field": "", "message": f"cannot be recorded: {type(exc).__name__}"}]}
@@ -492,7 +510,8 @@ async def ingest(request: Request) -> Response:
     orgs = {e.organization for e in good if e.organization is not None}
     if len(orgs) == 1:
         set_organization_id(next(iter(orgs)))
-    metrics.apply(planned)
+    for ops in planned:
+        metrics.apply(ops)
     if state.alerting is not None:
         state.alerting.handle(good)  # queued; never waits on Alertmanager, never raises
     return json_response({"accepted": len(good)}, 202)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from telltale.app.events import EVENT, EventMetrics
+from telltale.app.events import EVENT, LABEL_CAPS, EventMetrics
 from telltale.app.main import create_app
 from telltale.config.settings import Settings
 
@@ -353,3 +353,121 @@ async def test_organization_label_capped_and_folded_counted() -> None:
         if s.name == "telltale_login_failures_total"
     }
     assert orgs == {"org-0", "org-1", "org-2", "other"}
+
+
+async def test_provider_currency_resource_and_objective_are_capped() -> None:
+    app = make_app()
+    batch: list[dict[str, Any]] = []
+    for i in range(120):
+        batch.append(
+            {
+                "type": "payment.failed",
+                "provider": f"p{i}",
+                "currency": f"A{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}",
+                "amount": 1,
+            }
+        )
+        batch.append({"type": "quota.usage", "organization": "acme", "resource": f"r{i}", "used": 1, "limit": 2})
+        batch.append({"type": "sla.violation", "organization": "acme", "objective": f"o{i}", "target": 1, "actual": 0})
+    async with client(app) as c:
+        for start in range(0, len(batch), 360):
+            r = await c.post("/api/v1/events", headers=AUTH, json={"events": batch[start : start + 360]})
+            assert r.status_code == 202, r.text
+    providers = {s["provider"] for s in series(app, "telltale_payment_amount_total")}
+    currencies = {s["currency"] for s in series(app, "telltale_payment_amount_total")}
+    resources = {s["resource"] for s in series(app, "telltale_organization_quota_used")}
+    objectives = {s["objective"] for s in series(app, "telltale_sla_violations_total")}
+    assert len(providers) == LABEL_CAPS["provider"] + 1 and "other" in providers
+    assert len(currencies) == LABEL_CAPS["currency"] + 1 and "other" in currencies
+    assert len(resources) == LABEL_CAPS["resource"] + 1 and "other" in resources
+    assert len(objectives) == LABEL_CAPS["objective"] + 1 and "other" in objectives
+    assert value(app, "telltale_event_label_values_folded_total", label="provider") == 120 - LABEL_CAPS["provider"]
+    assert value(app, "telltale_event_label_values_folded_total", label="objective") == 120 - LABEL_CAPS["objective"]
+    assert value(app, "telltale_sla_violations_total", organization="acme", objective="other") == 120 - 50
+
+
+def test_the_series_budget_folds_new_label_sets_into_all_other() -> None:
+    registry = CollectorRegistry()
+    metrics = EventMetrics(registry, organization_cap=3, series_budget=10)
+    assert metrics.budget == 10
+    for org in ("a", "b", "c"):
+        for provider in ("p1", "p2", "p3", "p4"):
+            metrics.record(
+                EVENT.validate_python({"type": "deployment.failed", "provider": provider, "organization": org})
+            )
+    sets = [s.labels for f in registry.collect() for s in f.samples if s.name == "telltale_deployments_total"]
+    assert len(sets) == 10
+    others = {"provider": "other", "status": "other", "organization": "other"}
+    assert others in sets
+    assert registry.get_sample_value("telltale_deployments_total", others) == 12 - 9
+    assert registry.get_sample_value("telltale_event_series_folded_total", {"metric": "telltale_deployments"}) == 3
+    # an admitted label set keeps counting as itself
+    metrics.record(EVENT.validate_python({"type": "deployment.failed", "provider": "p1", "organization": "a"}))
+    labels = {"provider": "p1", "status": "failed", "organization": "a"}
+    assert registry.get_sample_value("telltale_deployments_total", labels) == 2
+    # the budget never folds what the organization cap admits, in an organization-only metric
+    assert EventMetrics(CollectorRegistry(), organization_cap=5000, series_budget=10).budget == 5002
+
+
+# Label sets per event metric when every label is flooded with new values, at the defaults (organization cap
+# 1,000, series budget 2,000): docs/metrics.md "Series budget" has the same table.
+WORST_CASE = {
+    "telltale_events": 13,
+    "telltale_deployments": 2000,
+    "telltale_deployment_duration_seconds": 42,
+    "telltale_license_validations": 2000,
+    "telltale_license_validation_duration_seconds": 4,
+    "telltale_license_expiry_timestamp_seconds": 1001,
+    "telltale_payments": 2000,
+    "telltale_payment_amount": 882,
+    "telltale_websocket_connections": 1002,
+    "telltale_organization_quota_used": 2000,
+    "telltale_organization_quota_limit": 2000,
+    "telltale_login_failures": 1002,
+    "telltale_rate_limit_hits": 1002,
+    "telltale_suspicious_activity": 2000,
+    "telltale_sla_violations": 2000,
+}
+WORST_CASE_SAMPLES = 19_475  # no `_created` samples (app/metrics.py)
+
+
+def test_the_worst_case_is_what_the_docs_say() -> None:
+    """Every label of every event type flooded with new values: the series stop where docs/metrics.md says."""
+    registry = CollectorRegistry()
+    metrics = EventMetrics(registry, organization_cap=1000)
+    kinds = ["brute_force", "credential_stuffing", "account_takeover", "impossible_travel", "token_reuse", "scanner"]
+    for i in range(6600):  # 1,100 organizations (100 past the cap) x 6 values of every other label
+        j = i // 1100
+        org = f"org-{i % 1100}"
+        p, cur = f"p{i % 40}", f"C{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}"
+        for event in (
+            {"type": ("deployment.started", "deployment.completed", "deployment.failed")[j % 3], "provider": p},
+            {"type": "license.validated", "result": ("valid", "invalid", "expired", "error")[j % 4]},
+            {"type": "license.expiry", "expires_at": "2030-01-01T00:00:00Z"},
+            {"type": ("payment.succeeded", "payment.failed")[j % 2], "provider": p, "currency": cur, "amount": 1},
+            {"type": "websocket.connections", "connections": i},
+            {"type": "quota.usage", "resource": f"r{i % 70}", "used": 1, "limit": 2},
+            {"type": "login.failed"},
+            {"type": "rate_limit.hit"},
+            {"type": "suspicious_activity", "kind": kinds[j]},
+            {"type": "sla.violation", "objective": f"o{i % 70}", "target": 1, "actual": 0},
+        ):
+            event["organization"] = org
+            if event["type"] == "license.validated":
+                event["latency_seconds"] = 0.1
+            metrics.record(EVENT.validate_python(event))
+    for kind in ("login.failed", "rate_limit.hit", "websocket.connections"):  # without an organization
+        metrics.record(EVENT.validate_python({"type": kind, **({"connections": 1} if "conn" in kind else {})}))
+    for p in range(40):  # every provider with both duration statuses, and every (provider, currency, status)
+        for status in ("completed", "failed"):
+            event = {"type": f"deployment.{status}", "provider": f"p{p}", "duration_seconds": 1}
+            metrics.record(EVENT.validate_python(event))
+        for c in range(40):
+            for status in ("succeeded", "failed"):
+                cur = f"C{chr(65 + c % 26)}{chr(65 + c // 26 % 26)}"
+                event = {"type": f"payment.{status}", "provider": f"p{p}", "currency": cur, "amount": 1}
+                metrics.record(EVENT.validate_python(event))
+    got = {name: len(s) for name, s in metrics.series.items()}
+    assert got == WORST_CASE
+    samples = sum(len(f.samples) for f in registry.collect())
+    assert samples == WORST_CASE_SAMPLES
