@@ -1,7 +1,9 @@
 """Telltale's settings: environment (`TELLTALE_*`) over an optional YAML file (`TELLTALE_CONFIG`).
 
 Invalid settings never reach a running process: `load_settings` raises `SettingsError` whose text is
-one line naming the setting and the problem, and the CLI turns it into exit code 2.
+one line naming the setting (the variable, or the file and its key) and the problem, and the CLI turns it
+into exit code 2. A secret setting present but empty is invalid; each may come from `<NAME>_FILE`, and
+Kubernetes service-link variables are ignored (config/environment.py). Token settings hold several values.
 """
 
 from __future__ import annotations
