@@ -45,7 +45,7 @@ class RenderTimeout(Exception):
 
 def render_sync(registry: Any, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
     """(body, content type, gzipped)."""
-    encoder, content_type = choose_encoder(accept)
+    encoder, content_type = choose_encoder(accept or "")
     body = encoder(registry)
     if accept_encoding and "gzip" in accept_encoding:
         return gzip.compress(body, compresslevel=3), content_type, True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
@@ -42,7 +42,7 @@ RESPONSE_SIZE = Series("http_response_size_bytes", "Response body size", ("metho
 IN_PROGRESS = Series("http_requests_in_progress", "Requests being served", ("method",))
 # prometheus-client's multiprocess mode for the gauge: a live mode, so a dead worker's files (and the
 # requests it had in flight) leave the sum when it is marked dead (`multiprocess.reap_dead_workers`).
-IN_PROGRESS_MULTIPROCESS_MODE = "livesum"
+IN_PROGRESS_MULTIPROCESS_MODE: Final = "livesum"
 
 
 def multiprocess_mode() -> bool:
