@@ -114,6 +114,16 @@ async def test_a_hung_child_is_answered_within_the_scrapers_timeout() -> None:
     assert b"fine_in_parent_total" in body
 
 
+async def test_concurrent_scrapes_with_a_hung_child_are_all_answered_in_time() -> None:
+    """Two Prometheus replicas scrape at once: the second waits for the first, and still gets its answer."""
+    renderer = Renderer("fork")
+    hung = hung_in_child()
+    started = time.monotonic()
+    answers = await asyncio.gather(*(renderer.render(hung, None, None, scrape_timeout=2.0) for _ in range(2)))
+    assert time.monotonic() - started < 1.8
+    assert all(b"fine_in_parent_total" in body for body, _, _ in answers)
+
+
 async def test_without_the_header_the_shipped_scrape_timeout_holds() -> None:
     """No header: the answer still comes well inside prometheus/'s 10 s scrape_timeout (12.6 s before)."""
     started = time.monotonic()

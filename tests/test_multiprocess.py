@@ -194,12 +194,21 @@ def test_the_operators_directory_keeps_everything_but_our_metric_files(
     (shared / "sub").mkdir(parents=True)
     for name in ("notes.txt", "counter.db", "histogram_12.db.bak", "sub/counter_1.db", "mine_123.db"):
         (shared / name).write_text("someone else's")
+    (shared / "counter_5.db").mkdir()  # a directory by a metric file's name is not ours either
     (shared / "counter_999999.db").write_bytes(b"stale")
     (shared / "gauge_livesum_999998.db").write_bytes(b"stale")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
     assert multiprocess.prepare_multiprocess_dir() == str(shared)
     kept = sorted(str(p.relative_to(shared)) for p in shared.rglob("*"))
-    assert kept == ["counter.db", "histogram_12.db.bak", "mine_123.db", "notes.txt", "sub", "sub/counter_1.db"]
+    assert kept == [
+        "counter.db",
+        "counter_5.db",
+        "histogram_12.db.bak",
+        "mine_123.db",
+        "notes.txt",
+        "sub",
+        "sub/counter_1.db",
+    ]
     (shared / "counter_999997.db").write_bytes(b"a worker's, now dead")
     (shared / f"counter_{os.getppid()}.db").write_bytes(b"another running process's")
     multiprocess.cleanup_multiprocess_dir(str(shared))

@@ -87,12 +87,13 @@ class Renderer:
         budget = scrape_timeout if scrape_timeout is not None and scrape_timeout > 0 else SCRAPE_TIMEOUT
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 0.9 * budget
-        child_timeout = min(self.timeout, 0.5 * budget)
         try:
             async with asyncio.timeout_at(deadline):
                 async with self._lock:  # concurrent scrapes never fork a crowd of children
                     if self.fork and not self.breaker_open:
                         try:
+                            # half of what is left once it is this scrape's turn: the thread may need the rest
+                            child_timeout = min(self.timeout, 0.5 * (deadline - loop.time()))
                             result = await self._in_child(registry, accept, accept_encoding, child_timeout)
                         except (OSError, RuntimeError, TimeoutError) as exc:
                             self._child_failed(exc)

@@ -59,7 +59,10 @@ def prepare_multiprocess_dir() -> str:
             raise MultiprocessDirError(f"{ENV}: cannot create {path}: {exc.strerror}") from None
         _created.add(os.path.realpath(path))
     for name in metric_files(path):  # an earlier run's values would add to this run's totals
-        _remove(os.path.join(path, name))
+        try:
+            _remove(os.path.join(path, name))
+        except OSError as exc:
+            raise MultiprocessDirError(f"{ENV}: cannot remove the stale metric file {name}: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise MultiprocessDirError(f"{ENV}: not writable: {path}")
     return path
@@ -74,7 +77,10 @@ def cleanup_multiprocess_dir(path: str) -> None:
     me = os.getpid()
     for name, pid in metric_files(path).items():
         if pid == me or not _running(pid):
-            _remove(os.path.join(path, name))
+            try:
+                _remove(os.path.join(path, name))
+            except OSError:
+                log.warning("metric file left in place", extra={"path": os.path.join(path, name)})
     real = os.path.realpath(path)
     if real in _created:
         try:
@@ -111,6 +117,9 @@ def _running(pid: int, parent: int | None = None) -> bool:
 
 
 def _remove(path: str) -> None:
+    """Remove a metric file; something else by that name (a directory) is not ours and stays."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        return
     try:
         os.remove(path)
     except FileNotFoundError:
