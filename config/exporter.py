@@ -7,7 +7,6 @@ the service's settings are (config/errors.py); Kubernetes service links are igno
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -17,7 +16,8 @@ from telltale.config.environment import TelltaleBaseSettings
 from telltale.config.errors import SettingsError, env_name, from_validation
 
 EXPORTER_ENV_PREFIX = "TELLTALE_EXPORTER_"
-DEFAULT_QUERIES_FILE = str(Path(__file__).resolve().parent.parent / "exporter" / "queries.yml")
+# Not a path: the packaged queries.yml, read through importlib.resources (exporter/collectors/sql.py).
+DEFAULT_QUERIES_FILE = "telltale.exporter:queries.yml"
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
