@@ -37,8 +37,11 @@ class HealthCollector:
     def __init__(self, runner: CheckRunner) -> None:
         self.runner = runner
 
-    def collect(self) -> Iterator[Metric]:
-        now = time.time()
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples, so a second registration of these names is refused."""
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
         status = GaugeMetricFamily(
             "telltale_health_check_status",
             "1 for the check's current status, 0 for the others",
@@ -59,6 +62,12 @@ class HealthCollector:
         heartbeat = GaugeMetricFamily(
             "telltale_scheduler_heartbeat_timestamp_seconds", "Last scheduler heartbeat read from Redis"
         )
+        info = GaugeMetricFamily("telltale_build_info", "Telltale's version", labels=["version"])
+        return status, duration, age, overall, tls, heartbeat, info
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        status, duration, age, overall, tls, heartbeat, info = self._families()
         results = [r for n in self.runner.checks if (r := self.runner.latest(n)) is not None]
         for r in results:
             for s in _STATUSES:
@@ -75,7 +84,6 @@ class HealthCollector:
             agg = aggregate(results)
             for s in _STATUSES:
                 overall.add_metric([s], 1.0 if agg.value == s else 0.0)
-        info = GaugeMetricFamily("telltale_build_info", "Telltale's version", labels=["version"])
         info.add_metric([__version__], 1.0)
         yield from (status, duration, age, overall, tls, heartbeat, info)
 

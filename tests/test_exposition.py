@@ -247,3 +247,14 @@ def test_process_series_are_cheap() -> None:
         families = list(collector.collect())
     per_scrape = (time.perf_counter() - started) / 100
     assert len(families) == 6 and per_scrape < 0.005, per_scrape
+
+
+def test_collectors_describe_their_names_so_duplicates_are_refused() -> None:
+    from telltale.app.instrumentation.process_metrics import ProcessMetrics
+    from telltale.app.metrics import HealthCollector
+
+    for make in (lambda: HealthCollector(None), ProcessMetrics):  # type: ignore[arg-type]
+        r = CollectorRegistry()
+        r.register(make())  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            r.register(make())  # type: ignore[arg-type]

@@ -146,3 +146,13 @@ def test_both_implementations_expose_the_one_definition_of_each_series() -> None
             assert got[name][1:] == (series.help, sorted(series.labels)), (make, name)
         described[make] = got
     assert described[LeanHttpMetrics] == described[HttpMetrics]
+
+
+def test_a_second_set_of_http_metrics_in_one_registry_is_refused() -> None:
+    """Custom collectors describe their names, so prometheus-client catches duplicate registrations."""
+    registry = CollectorRegistry()
+    LeanHttpMetrics(registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        HttpMetrics(registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        LeanHttpMetrics(registry)

@@ -198,6 +198,13 @@ class LeanHttpMetrics:
             _fold(routes, batch)
         return routes
 
+    def describe(self) -> Iterator[Metric]:
+        """The series' names, so registering a second set of HTTP metrics in the same registry is refused."""
+        yield CounterMetricFamily(REQUESTS.name, REQUESTS.help, labels=REQUESTS.labels)
+        for series in (DURATION, REQUEST_SIZE, RESPONSE_SIZE):
+            yield HistogramMetricFamily(series.name, series.help, labels=series.labels)
+        yield GaugeMetricFamily(IN_PROGRESS.name, IN_PROGRESS.help, labels=IN_PROGRESS.labels)
+
     def collect(self) -> Iterator[Metric]:
         routes = self.snapshot()
         requests = CounterMetricFamily(REQUESTS.name, REQUESTS.help, labels=REQUESTS.labels)
