@@ -30,7 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 64
-_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 class BodyTooLarge(HTTPException):
@@ -75,6 +75,12 @@ async def _refuse(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _over(length: bytes, limit: int) -> bool:
+    """A Content-Length above `limit` (digits only; never int() of thousands of digits)."""
+    digits = length.strip()
+    return digits.isdigit() and (len(digits) > 18 or int(digits) > limit)
+
+
 class BodyLimit:
     """Bounds every request body to `max_bytes` as it streams in (see the module docstring)."""
 
@@ -86,12 +92,17 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
+        framed = False  # the request says it has a body (a length, or chunked)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _refuse(send, limit)
-                return
+            if name == b"content-length":
+                if _over(value, limit):
+                    await _refuse(send, limit)
+                    return
+                framed = framed or value.strip() not in (b"0", b"")
+            elif name == b"transfer-encoding":
+                framed = True
         seen = 0
-        done = False
+        done = not framed  # nothing to read: keep the connection
         started = False
 
         async def limited_receive() -> Message:
@@ -125,8 +136,7 @@ class BodyLimit:
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytearray:
     """The whole body, at most `limit` bytes (also when no BodyLimit is in front); 413 beyond.
     One growing buffer, not a list of chunks joined (which would hold the body twice)."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if _over(request.headers.get("content-length", "").encode(), limit):
         raise BadBody(413, f"body larger than {limit} bytes")
     buf = bytearray()
     try:

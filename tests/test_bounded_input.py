@@ -36,7 +36,8 @@ def tokens() -> dict[str, str]:
 # --- the limit, in process -------------------------------------------------------------------------
 
 
-async def test_content_length_over_the_limit_is_413_before_reading() -> None:
+@pytest.mark.parametrize("length", [b"1073741824", b"1001", b"9" * 5000, b" 2000 "])
+async def test_content_length_over_the_limit_is_413_before_reading(length: bytes) -> None:
     """The middleware answers without calling receive, i.e. without reading a byte of the body."""
     reads = 0
     reached = False
@@ -55,10 +56,24 @@ async def test_content_length_over_the_limit_is_413_before_reading() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/x", "headers": [(b"content-length", b"1073741824")]}
+    scope = {"type": "http", "method": "POST", "path": "/x", "headers": [(b"content-length", length)]}
     await BodyLimit(app, 1000)(scope, receive, send)
     assert reads == 0 and not reached
     assert sent[0]["status"] == 413 and (b"connection", b"close") in sent[0]["headers"]
+
+
+async def test_an_answer_before_the_body_was_read_closes_the_connection_only_then() -> None:
+    """A 401 to a request with a body: the connection closes, so the server reads no more of it. A 401
+    to a request without one, or any answer after the whole body was read, keeps the connection."""
+    async with service(**tokens()) as c:
+        unread = await c.post("/api/v1/events", content=b'{"events": []}', headers={"Authorization": "Bearer x"})
+        empty = await c.post("/api/v1/events", headers={"Authorization": "Bearer x"})
+        read = await c.post("/api/v1/events", content=b'{"events": []}', headers=AUTH)
+        get = await c.get("/health/live")
+    assert unread.status_code == 401 and unread.headers["connection"] == "close"
+    assert empty.status_code == 401 and "connection" not in empty.headers
+    assert read.status_code == 202 and "connection" not in read.headers
+    assert "connection" not in get.headers
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
