@@ -2,7 +2,7 @@
 
 `python -m bench callgrind [--keep DIR] [--profile] [VARIANT ...]` (or `run()` inside `make bench`).
 Each variant runs `bench.callgrind_driver` in its own process under
-`setarch -R valgrind --tool=callgrind --dump-before=getppid`: the same app as the throughput
+`setarch -R valgrind --tool=callgrind --instr-atstart=no`: the same app as the throughput
 benchmark, requests through uvicorn's HTTP protocol on uvloop, one connection, one at a time. The
 driver dumps the counters after start-up plus WARM requests, after N1 more and after N2 more; a
 variant's instructions per request are (window N2 - window N1) / (N2 - N1), so start-up and
@@ -35,9 +35,9 @@ from pathlib import Path
 from tests.servers import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
-WARM = int(os.environ.get("BENCH_CALLGRIND_WARM", "300"))
-N1 = int(os.environ.get("BENCH_CALLGRIND_N1", "200"))
-N2 = int(os.environ.get("BENCH_CALLGRIND_N2", "1200"))
+WARM = int(os.environ.get("BENCH_CALLGRIND_WARM", "200"))
+N1 = int(os.environ.get("BENCH_CALLGRIND_N1", "100"))
+N2 = int(os.environ.get("BENCH_CALLGRIND_N2", "600"))
 JOBS = int(os.environ.get("BENCH_CALLGRIND_JOBS", "2"))
 
 # variant -> (extra environment, what it is)
@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[dict[str, str], str]] = {
     "telltale": ({}, "TelemetryMiddleware: metrics with sizes, in-progress, request id, log context"),
     "telltale+trace10": ({}, "the same + server spans, parentbased_traceidratio 0.1, export in a child"),
     "telltale+trace100": ({}, "the same at 1.0"),
+    "telltale+access-log": ({}, "metrics + the JSON access line, no create_app (what the access line adds)"),
     "default": ({}, "`telltale serve` as shipped: create_app(defaults), JSON access line, GC tuning"),
     "default-nogc": ({"TELLTALE_GC_TUNING": "false"}, "the same with TELLTALE_GC_TUNING=false"),
 }
@@ -73,7 +74,7 @@ def measure(variant: str, out_dir: Path, sink: str) -> dict[str, float]:
         *(["setarch", "-R"] if shutil.which("setarch") else []),
         "valgrind",
         "--tool=callgrind",
-        "--dump-before=getppid",
+        "--instr-atstart=no",
         f"--callgrind-out-file={prefix}",
         sys.executable,
         "-m",

@@ -1,15 +1,16 @@
 """One variant's requests through uvicorn's own HTTP protocol, in one process, for callgrind to count.
 
 `python -m bench.callgrind_driver VARIANT WARM N1 N2`, run by `bench.callgrind_bench` under
-`valgrind --tool=callgrind --dump-before=getppid`. The app is built as the throughput benchmark
+`valgrind --tool=callgrind --instr-atstart=no`. The app is built as the throughput benchmark
 builds it (`bench.middleware_bench.make_app`) or, for `default`, as `telltale serve` builds it.
 Requests go through uvicorn's `HttpToolsProtocol` exactly as a keep-alive client's bytes would
 (httptools parsing, the ASGI scope, the request-response cycle task, uvicorn's ProxyHeadersMiddleware,
 the response serialised and written), on uvloop; only the socket is replaced by a transport that
 keeps what is written, so no kernel time and no wall-clock idle loop enter the count.
 
-Marks: `os.getppid()` (a libc call nothing else here makes) ends a window; callgrind dumps its
-counters there. Windows: start-up and WARM requests, then N1 requests, then N2 requests. The
+Start-up runs uninstrumented (several times faster); a valgrind client request, sent from Python
+through a few bytes of machine code, starts callgrind's counting before the first request and dumps
+the counters at the end of each window. Windows: WARM requests, then N1, then N2. The
 instructions per request are (window N2 - window N1) / (N2 - N1): what a window costs besides its
 requests (the mark, the loop around it, a span flush) cancels out.
 
@@ -21,7 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import mmap
 import os
+import platform
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -98,7 +102,41 @@ def flush_spans() -> None:
         sys.modules["telltale.app.instrumentation.tracing"].force_flush(10_000)
 
 
-async def drive(variant: str, warm: int, windows: Sequence[int], mark: Callable[[], object] = os.getppid) -> None:
+# A valgrind client request (valgrind.h's VALGRIND_DO_CLIENT_REQUEST for amd64) as machine code:
+# rax = the request block, rdx = the default answer, the special no-op preamble, xchg rbx,rbx; outside
+# valgrind the whole thing is a no-op returning the default. mov rax,rdi; mov rdx,rsi; rol rdi 3, 13,
+# 61, 51; xchg rbx,rbx; mov rax,rdx; ret.
+_CLIENT_REQUEST = bytes.fromhex("4889f84889f248c1c70348c1c70d48c1c73d48c1c7334887db4889d0c3")
+START_INSTRUMENTATION = 0x43540004  # callgrind.h: VG_USERREQ_TOOL_BASE('C','T') + 4
+DUMP_STATS = 0x43540000
+_request_fn: Any = None
+
+
+def valgrind_request(code: int) -> int:
+    """Send callgrind a client request (start instrumentation, dump the counters) from Python."""
+    global _request_fn
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return 0
+    if _request_fn is None:
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page.write(_CLIENT_REQUEST)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        _request_fn = (ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64)(address), page)
+    block = (ctypes.c_uint64 * 6)(code, 0, 0, 0, 0, 0)
+    return int(_request_fn[0](ctypes.addressof(block), 0))
+
+
+def dump() -> None:
+    valgrind_request(DUMP_STATS)
+
+
+async def drive(
+    variant: str,
+    warm: int,
+    windows: Sequence[int],
+    mark: Callable[[], object] = dump,
+    start: Callable[[], object] = dump,
+) -> None:
     """Start-up and `warm` requests, then each window of requests, `mark()` after each."""
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -115,13 +153,14 @@ async def drive(variant: str, warm: int, windows: Sequence[int], mark: Callable[
         protocol.connection_made(transport)
         random.seed(0)
         tasks = state.tasks
+        start()
         for n in (warm, *windows):
             for _ in range(n):
                 protocol.data_received(REQUEST)
                 for task in list(tasks):
                     await task
             flush_spans()
-            mark()  # callgrind dumps here (--dump-before=getppid)
+            mark()  # callgrind dumps here
             check(transport.out, n)
             transport.out.clear()
         protocol.connection_lost(None)
@@ -154,11 +193,11 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         marks = iter([profiler.enable, profiler.disable])
-        uvloop.run(drive(sys.argv[2], 200, [int(sys.argv[3])], mark=lambda: next(marks)()))
+        uvloop.run(drive(sys.argv[2], 200, [int(sys.argv[3])], mark=lambda: next(marks)(), start=lambda: None))
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
         return
     variant, warm, n1, n2 = sys.argv[1], *map(int, sys.argv[2:5])
-    uvloop.run(drive(variant, warm, [n1, n2]))
+    uvloop.run(drive(variant, warm, [n1, n2], start=lambda: valgrind_request(START_INSTRUMENTATION)))
 
 
 if __name__ == "__main__":
