@@ -7,6 +7,7 @@ import json
 import logging
 
 import httpx
+import pytest
 from telltale.app.instrumentation.logs import ConsoleFormatter, configure_logging, set_organization_id
 from telltale.app.main import create_app
 from telltale.config.settings import Settings
@@ -159,3 +160,99 @@ def test_fast_access_line_matches_the_logging_path_and_is_redacted() -> None:
     for key in ("level", "logger", "message", "method", "route", "status", "request_id", "organization_id"):
         assert fast[key] == slow[key], key
     assert fast["duration_seconds"] == 0.001234 or fast["duration_seconds"] == 0.001235
+
+
+class Opaque:
+    """An extra that json.dumps cannot serialize: its str() carries a credential."""
+
+    def __str__(self) -> str:
+        return "https://api.example.com/v1?access_token=opaque-secret"
+
+
+async def test_every_json_line_stays_json_and_each_field_is_redacted() -> None:
+    """Redaction runs on each field before serializing: a pattern can no longer swallow a closing quote."""
+    stream = capture("json", ["s3cret-health"])
+    log = logging.getLogger("telltale.test")
+    try:
+        app = create_app(Settings(otel_enabled=False, health_token="s3cret-health"))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            assert (await c.get("/a/password=abc")).status_code == 404
+            assert (await c.get('/a/token=x"y,"z')).status_code == 404
+            assert (await c.get("/health/detailed")).status_code == 401
+        log.warning('password=abc"} and more')
+        log.info("probe %s failed", "https://api.example.com/x?client_secret=cs-9&region=eu")
+        log.info("dsn %s", "postgresql://app:pw-777@db/x", extra={"url": "wss://h/feed?token=tk-1", "n": 3})
+        log.info("tree", extra={"ctx": {"auth": {"password": "deep-1"}, "hosts": ["redis://:rp-2@r:6379"]}})
+        log.info("opaque", extra={"obj": Opaque(), "ratio": float("nan")})
+        try:
+            raise RuntimeError("GET https://h/?api_key=exc-key failed")
+        except RuntimeError:
+            log.exception("boom")
+        logging.getLogger().handlers[0].flush()
+    finally:
+        configure_logging("json", "info")
+    text = stream.getvalue()
+    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) for line in text.splitlines()]
+    for secret in ("abc", "s3cret-health", "cs-9", "pw-777", "tk-1", "deep-1", "rp-2", "opaque-secret", "exc-key"):
+        assert secret not in text, secret
+    access = [r for r in records if r["logger"] == "telltale.access"]
+    assert [a["path"] for a in access] == ["/a/password=***", '/a/token=***"y,"z', "/health/detailed"]
+    assert [a["status"] for a in access] == [404, 404, 401]
+    by_message = {r["message"]: r for r in records}
+    assert by_message["probe https://api.example.com/x?client_secret=***&region=eu failed"]
+    assert by_message["dsn postgresql://app:***@db/x"]["url"] == "wss://h/feed?token=***"
+    assert by_message["dsn postgresql://app:***@db/x"]["n"] == 3
+    assert by_message["tree"]["ctx"]["auth"]["password"] == "***"
+    assert "RuntimeError" in by_message["boom"]["exception"]
+
+
+def test_console_lines_redact_each_field() -> None:
+    stream = capture("console", ["s3cret-c"])
+    try:
+        logging.getLogger("telltale.test").warning(
+            "calling %s", "https://h/?sig=zz-sig", extra={"dsn": "postgres://u:s3cret-c@h/db"}
+        )
+    finally:
+        configure_logging("json", "info")
+    out = stream.getvalue()
+    assert "zz-sig" not in out and "s3cret-c" not in out
+    assert "https://h/?sig=***" in out and "dsn=postgres://u:***@h/db" in out
+
+
+def test_third_party_chatter_is_quiet_unless_debug() -> None:
+    """httpx logs every request URL at INFO: at the default level that stays out; at debug it is redacted."""
+    url = "https://api.example.com/status?access_token=chatty-tok"
+    stream = capture("json", [])
+    try:
+        for name in ("httpx", "httpcore", "httpcore.http11"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+            assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
+        logging.getLogger("httpx").info('HTTP Request: GET %s "HTTP/1.1 200 OK"', url)
+        logging.getLogger().handlers[0].flush()
+        assert stream.getvalue() == ""
+        configure_logging("json", "debug")
+        stream = io.StringIO()
+        logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        logging.getLogger("httpx").info('HTTP Request: GET %s "HTTP/1.1 200 OK"', httpx.URL(url))
+        logging.getLogger().handlers[0].flush()
+    finally:
+        configure_logging("json", "info")
+    (record,) = lines(stream)
+    assert record["logger"] == "httpx" and "chatty-tok" not in stream.getvalue()
+    assert "access_token=***" in str(record["message"])
+
+
+def test_warnings_are_log_lines() -> None:
+    import warnings
+
+    stream = capture("json", [])
+    try:
+        warnings.warn("deprecated thing at https://h/?key=warn-key", DeprecationWarning, stacklevel=1)
+        logging.getLogger().handlers[0].flush()
+    finally:
+        configure_logging("json", "info")
+        logging.captureWarnings(False)
+    (record,) = lines(stream)
+    assert record["logger"] == "py.warnings" and "warn-key" not in stream.getvalue()

@@ -10,16 +10,29 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import sys
-import threading
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from opentelemetry.trace import get_current_span as _current_span
+from telltale.config.log_format import (
+    BufferedLineHandler,
+    ConsoleFormatter,
+    JsonFormatter,
+    _second,
+)
+from telltale.config.log_format import configure_logging as _configure
 from telltale.config.redact import redact
 
-_STD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+__all__ = [
+    "REQUEST",
+    "BufferedLineHandler",
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "RequestContext",
+    "configure_logging",
+    "set_organization_id",
+    "write_access_line",
+]
 
 
 class RequestContext:
@@ -79,190 +92,9 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class RedactingFilter(logging.Filter):
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.secrets)
-        record.args = None
-        return True
-
-
-def _extras(record: logging.LogRecord) -> dict[str, object]:
-    d = record.__dict__
-    return {k: d[k] for k in d.keys() - _STD if not k.startswith("_")}
-
-
-_second: list[object] = [None, ""]  # the last formatted second: one strftime per second, not per line
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    whole = int(record.created)
-    if _second[0] != whole:
-        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    return f"{_second[1]}.{int(record.msecs):03d}Z"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: timestamp, level, logger, message, then context and extra fields."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, object] = {
-            "timestamp": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        data.update(_extras(record))
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        line = json.dumps(data, default=str, separators=(",", ":"))
-        return redact(line, self.secrets) if self.secrets else line
-
-
-class ConsoleFormatter(logging.Formatter):
-    """`HH:MM:SS level logger: message key=value ...` for a human at a terminal."""
-
-    _COLORS = {
-        "DEBUG": "\x1b[2m",
-        "INFO": "\x1b[32m",
-        "WARNING": "\x1b[33m",
-        "ERROR": "\x1b[31m",
-        "CRITICAL": "\x1b[1;31m",
-    }
-
-    def __init__(self, secrets: Iterable[str] = (), color: bool | None = None) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-        self.color = sys.stdout.isatty() if color is None else color
-
-    def format(self, record: logging.LogRecord) -> str:
-        level = record.levelname
-        if self.color:
-            level = f"{self._COLORS.get(level, '')}{level:<7}\x1b[0m"
-        else:
-            level = f"{level:<7}"
-        extras = _extras(record)
-        tail = " ".join(f"{k}={v}" for k, v in extras.items() if k not in ("span_id",))
-        line = (
-            f"{time.strftime('%H:%M:%S', time.localtime(record.created))}.{int(record.msecs):03d} {level} "
-            f"{record.name}: {record.getMessage()}" + (f"  {tail}" if tail else "")
-        )
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return redact(line, self.secrets) if self.secrets else line
-
-
-class BufferedLineHandler(logging.StreamHandler):
-    """Writes whole lines in batches instead of one write and flush per line.
-
-    An access line per request made the per-line flush (a syscall) a large part of the request's
-    cost. Lines are held until 0.1 s passed, 3.5 KB piled up, a WARNING or worse arrives, or the
-    handler is flushed or closed (logging flushes every handler at exit). Each write ends on a line
-    boundary and stays under PIPE_BUF (4 KB), so workers sharing one stdout pipe never interleave
-    within a line. A process killed with SIGKILL loses at most the last 0.1 s of lines.
-    """
-
-    MAX_PENDING = 3500
-
-    def __init__(self, stream: Any = None, interval: float = 0.1) -> None:
-        super().__init__(stream)
-        self.interval = interval
-        self._pending: list[str] = []
-        self._size = 0
-        self._wake = threading.Event()
-        self._closed = False
-        threading.Thread(target=self._flusher, name="telltale-log-flush", daemon=True).start()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + "\n"
-        except Exception:
-            self.handleError(record)
-            return
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-            self._size += len(line)
-            urgent = record.levelno >= logging.WARNING or self._size >= self.MAX_PENDING
-        if urgent:
-            self.flush()
-
-    def write_line(self, line: str) -> None:
-        """Queue an already formatted line (the access log's fast path)."""
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-            self._size += len(line)
-            full = self._size >= self.MAX_PENDING
-        if full:
-            self.flush()
-
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            if not self._pending:
-                return
-            lines, self._pending, self._size = self._pending, [], 0
-            chunk: list[str] = []
-            size = 0
-            for line in lines:
-                if chunk and size + len(line) > self.MAX_PENDING:
-                    self._write("".join(chunk))
-                    chunk, size = [], 0
-                chunk.append(line)
-                size += len(line)
-            self._write("".join(chunk))
-
-    def _write(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):  # a closed or broken stdout must not break a request
-            pass
-
-    def setStream(self, stream: Any) -> Any:
-        self.flush()
-        return super().setStream(stream)
-
-    def close(self) -> None:
-        self.flush()
-        self._closed = True
-        self._wake.set()
-        super().close()
-
-    def _flusher(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.interval)
-            self.flush()
-
-
 def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
-    secrets = list(secrets)
-    # The logging docs' "Optimization" switches: no caller lookup (a stack walk per line) and no
-    # thread/process names, none of which a JSON line carries.
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    handler = BufferedLineHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else ConsoleFormatter(secrets))
-    handler.addFilter(ContextFilter())
-    handler.addFilter(RedactingFilter(secrets))
-    root = logging.getLogger()
-    for old in root.handlers:  # hand over: nothing a previous handler holds is lost
-        old.flush()
-        if isinstance(old, BufferedLineHandler):
-            old.close()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        lg = logging.getLogger(name)
-        lg.handlers[:] = []
-        lg.propagate = True
+    """The shared setup (config/log_format.py) plus the request and trace context on every line."""
+    _configure(fmt, level, secrets, filters=[ContextFilter()])
 
 
 _ACCESS = logging.getLogger("telltale.access")
@@ -272,8 +104,8 @@ _json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 def write_access_line(method: str, route: str, path: str, status: int, duration: float) -> None:
     """One access line per request. With the JSON handler that `configure_logging` installs, the line
-    is formatted here and queued on the handler directly: the same fields and redaction as the
-    logging path, at about a third of its cost (no LogRecord, no filter chain, no dict for json.dumps).
+    is formatted here and queued on the handler directly: the same fields and field-by-field redaction
+    as the logging path, at about a third of its cost (no LogRecord, no filter chain, no dict for json.dumps).
     Any other logging setup (console format, pytest's caplog, extra handlers) takes the logging path."""
     handlers = _ROOT.handlers
     handler = handlers[0] if len(handlers) == 1 else None
@@ -299,6 +131,20 @@ def write_access_line(method: str, route: str, path: str, status: int, duration:
             },
         )
         return
+    ctx = REQUEST.get()
+    request_id = organization_id = None
+    if ctx is not None:
+        request_id, organization_id = ctx.request_id, ctx.organization_id
+    # each client-given field is redacted before it is serialized. Without configured secrets only the
+    # path can hold a pattern: a request id is the middleware's own or a header it validated (letters,
+    # digits, `-_.:`), so most requests cost four substring scans here
+    secrets = formatter.secrets  # type: ignore[union-attr]
+    if secrets or "=" in path or "@" in path or "earer" in path or "EARER" in path:
+        path = redact(path, secrets)
+        if request_id is not None:
+            request_id = redact(request_id, secrets)
+    if organization_id is not None:
+        organization_id = redact(organization_id, secrets)
     now = time.time()
     whole = int(now)
     if _second[0] != whole:
@@ -309,15 +155,12 @@ def write_access_line(method: str, route: str, path: str, status: int, duration:
         f'"message":{_json_str(f"{method} {route} {status}")},"method":"{method}","route":{route_json},'
         f'"path":{_json_str(path)},"status":{status},"duration_seconds":{round(duration, 6)!r}'
     ]
-    ctx = REQUEST.get()
-    if ctx is not None:
-        parts.append(f',"request_id":{_json_str(ctx.request_id)}')
-        if ctx.organization_id is not None:
-            parts.append(f',"organization_id":{_json_str(ctx.organization_id)}')
+    if request_id is not None:
+        parts.append(f',"request_id":{_json_str(request_id)}')
+        if organization_id is not None:
+            parts.append(f',"organization_id":{_json_str(organization_id)}')
     trace_id, span_id = _trace_ids()
     if trace_id:
         parts.append(f',"trace_id":"{trace_id}","span_id":"{span_id}"')
     parts.append("}\n")
-    line = "".join(parts)
-    secrets = formatter.secrets  # type: ignore[union-attr]
-    handler.write_line(redact(line, secrets) if secrets else line)  # type: ignore[union-attr]
+    handler.write_line("".join(parts))  # type: ignore[union-attr]
