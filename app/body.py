@@ -87,10 +87,14 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A request without a body (GET, the hot path) goes straight through: the app's own awaitable
+        is returned, so this layer adds no coroutine frame to it."""
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._bounded(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.max_bytes
         framed = False  # the request says it has a body (a length, or chunked)
         for name, value in scope["headers"]:
