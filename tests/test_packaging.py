@@ -195,6 +195,7 @@ def test_serve_answers_liveness(installed: Installed) -> None:
         response = _wait_http(f"http://127.0.0.1:{port}/health/live", proc)
         assert response.status_code == 200
         assert _wait_http(f"http://127.0.0.1:{port}/openapi.json", proc).json()["info"]["title"] == "Telltale"
+        assert _wait_http(f"http://127.0.0.1:{port}/docs/assets/swagger-ui.css", proc).status_code == 200
     finally:
         _stop(proc)
     assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
