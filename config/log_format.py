@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from telltale.config.redact import MASK, is_secret_name, redact
+from telltale.config.redact import redact, redact_tree
 
 STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message", "taskName"}
 # libraries that log per request or per connection at INFO/DEBUG: WARNING and above unless debugging
@@ -41,33 +40,6 @@ def timestamp_of(created: float, msecs: float) -> str:
 
 def _clean_secrets(secrets: Iterable[str]) -> list[str]:
     return [s for s in secrets if s and not s.isspace()]
-
-
-def safe_value(value: Any, secrets: Sequence[str]) -> Any:
-    """A log field ready for json.dumps: strings redacted, fields named like credentials hidden, other
-    objects turned into (redacted) text first, non-finite floats as text (NaN is not JSON)."""
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            key = k if isinstance(k, str) else str(k)
-            if isinstance(v, str | bytes) and v and is_secret_name(key):
-                out[redact(key, secrets)] = MASK
-            else:
-                out[redact(key, secrets)] = safe_value(v, secrets)
-        return out
-    if isinstance(value, list | tuple | set | frozenset):
-        return [safe_value(v, secrets) for v in value]
-    try:
-        text = str(value)
-    except Exception:
-        text = f"<unprintable {type(value).__name__}>"
-    return redact(text, secrets)
 
 
 def record_message(record: logging.LogRecord) -> str:
@@ -100,7 +72,7 @@ class JsonFormatter(logging.Formatter):
         }
         extras = record_extras(record)
         if extras:
-            data.update(safe_value(extras, secrets))
+            data.update(redact_tree(extras, secrets))
         if record.exc_info:
             data["exception"] = redact(self.formatException(record.exc_info), secrets)
         elif record.exc_text:
@@ -134,7 +106,7 @@ class ConsoleFormatter(logging.Formatter):
             level = f"{self._COLORS.get(level, '')}{level:<7}\x1b[0m"
         else:
             level = f"{level:<7}"
-        extras = safe_value(record_extras(record), secrets)
+        extras = redact_tree(record_extras(record), secrets)
         tail = " ".join(f"{k}={v}" for k, v in extras.items() if k != "span_id")
         line = (
             f"{time.strftime('%H:%M:%S', time.localtime(record.created))}.{int(record.msecs):03d} {level} "

@@ -14,6 +14,7 @@ whose quotes a pattern can swallow). Text holding none of the triggers costs a f
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -101,8 +102,10 @@ def redact_url(url: object, secrets: Iterable[str] = ()) -> str:
 
 
 def redact_tree(value: Any, secrets: Iterable[str] = (), *, names: bool = True) -> Any:
-    """A copy of nested mappings and sequences with every string redacted; with `names`, the value of a field
-    whose name holds a credential word (`password`, `client_secret`, `Authorization`...) is hidden whole."""
+    """A copy of nested mappings and sequences ready for json.dumps, every string redacted; with `names`, the
+    value of a field whose name holds a credential word (`password`, `client_secret`, `Authorization`...) is
+    hidden whole. Other objects become their (redacted) text, so a serializer's `default=str` cannot print
+    a secret unredacted; non-finite floats become text (NaN is not JSON)."""
     secrets = secrets if isinstance(secrets, list | tuple) else list(secrets)
     return _tree(value, secrets, names)
 
@@ -110,17 +113,26 @@ def redact_tree(value: Any, secrets: Iterable[str] = (), *, names: bool = True) 
 def _tree(value: Any, secrets: list[str] | tuple[str, ...], names: bool) -> Any:
     if isinstance(value, str):
         return redact(value, secrets)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, Mapping):
-        out = {}
+        out: dict[Any, Any] = {}
         for k, v in value.items():
-            if names and isinstance(k, str) and isinstance(v, str | bytes) and v and is_secret_name(k):
-                out[k] = MASK
+            key = redact(k if isinstance(k, str) else str(k), secrets)
+            if names and isinstance(v, str | bytes) and v and is_secret_name(key):
+                out[key] = MASK
             else:
-                out[k] = _tree(v, secrets, names)
+                out[key] = _tree(v, secrets, names)
         return out
     if isinstance(value, list | tuple | set | frozenset):
         return [_tree(v, secrets, names) for v in value]
-    return value
+    try:
+        text = str(value)
+    except Exception:
+        text = f"<unprintable {type(value).__name__}>"
+    return redact(text, secrets)
 
 
 def url_secrets(url: object) -> list[str]:

@@ -118,3 +118,20 @@ def test_plain_text_stays_cheap() -> None:
         redact(line, secrets)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 5e-6, f"{per_call * 1e6:.2f} µs per call"
+
+
+def test_redact_tree_is_ready_to_serialize() -> None:
+    """Objects json.dumps would print with `default=str` are redacted as text first; NaN is not JSON."""
+
+    class Url:
+        def __str__(self) -> str:
+            return "https://h/?access_token=obj-tok"
+
+    out = redact_tree({"u": Url(), "r": float("inf"), (1, 2): "t", "keep": 1.5})
+    assert json.dumps(out, allow_nan=False) == '{"u": "https://h/?access_token=***", "r": "inf", "(1, 2)": "t", "keep": 1.5}'
+
+
+def test_settings_tree_keeps_key_names_when_asked() -> None:
+    """`telltale config` shows Redis key names (`scheduler_heartbeat_key`) while hiding credentials by value."""
+    tree = {"scheduler_heartbeat_key": "telltale:hb", "url": "https://h/?apikey=k-1"}
+    assert redact_tree(tree, names=False) == {"scheduler_heartbeat_key": "telltale:hb", "url": "https://h/?apikey=***"}
