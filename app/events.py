@@ -438,9 +438,11 @@ def _message(err: Any) -> str:
 def _reason(exc: ValidationError) -> list[dict[str, Any]]:
     return [
         {
-            "field": ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int))
-            or ".".join(str(p) for p in err["loc"])
-            or "type",
+            "field": (
+                ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int))
+                or ".".join(str(p) for p in err["loc"])
+                or "type"
+            )[:100],  # an unknown key is named, but never at length
             "message": _message(err),
         }
         for err in exc.errors(include_url=False, include_input=False, include_context=False)

@@ -222,6 +222,7 @@ HOSTILE_EVENTS: list[Any] = [
     {"type": "login.failed", "\ud800": 1},
     {"type": "\ud800"},
     {"type": "x" * 100_000},
+    {"type": "login.failed", "k" * 100_000: 1},
     {"type": "login.failed", "timestamp": "not a date"},
     {"type": "login.failed", "timestamp": 10**30},
     {"type": "login.failed", "timestamp": True},
