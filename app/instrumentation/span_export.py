@@ -9,17 +9,21 @@ answer, so the batch processor's bounded queue still applies back-pressure (and 
 
 If the child cannot start, dies or does not answer within the timeout, it is stopped and the batch
 is reported failed; after three such failures in a row the exporter exports in-process instead.
+The child logs with the parent's format, level and secrets (whatever it writes is a line of the same
+stream) and ignores SIGINT, which the parent handles.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from telltale.config.log_format import configure_logging, current_logging
 
 log = logging.getLogger("telltale.telemetry")
 
@@ -97,8 +101,23 @@ def _rebuild(flat: tuple, resource: Any, scopes: dict) -> ReadableSpan:
     )
 
 
-def _serve(conn: Any, make_exporter: Callable[[], SpanExporter]) -> None:
-    """The child: rebuild each batch and export it; answer True/False; stop on None."""
+def _serve(
+    conn: Any, make_exporter: Callable[[], SpanExporter], log_setup: tuple[str, str, list[str]] | None = None
+) -> None:
+    """The child: log like the parent, then rebuild each batch and export it; answer True/False; stop on None."""
+    # Ctrl-C reaches the whole process group: the parent stops the child, which must not print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log_setup is not None:
+        # the parent's format, level and secrets: the OTLP exporter's and urllib3's warnings (failed posts,
+        # retries, with the endpoint's URL) are lines of the same stream, redacted alike
+        configure_logging(*log_setup, buffered=False)
+    try:
+        _export_loop(conn, make_exporter)
+    except Exception:
+        log.exception("span export child stopped")
+
+
+def _export_loop(conn: Any, make_exporter: Callable[[], SpanExporter]) -> None:
     from opentelemetry.sdk.resources import Resource
 
     exporter = make_exporter()
@@ -138,7 +157,9 @@ class ChildProcessExporter(SpanExporter):
     def _start(self) -> None:
         ctx = mp.get_context("spawn")  # never fork a process with threads for a long-lived child
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self._make), name="telltale-otlp-export", daemon=True)
+        proc = ctx.Process(
+            target=_serve, args=(child, self._make, current_logging()), name="telltale-otlp-export", daemon=True
+        )
         proc.start()
         child.close()
         self._conn, self._proc = parent, proc
