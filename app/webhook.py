@@ -75,7 +75,7 @@ async def receive(request: Request) -> Response:
         payload = WebhookPayload.model_validate(body)
     except ValidationError as exc:
         reason = exc.errors(include_url=False, include_input=False)[0]
-        return _not_a_payload(f"{'.'.join(map(str, reason['loc']))}: {reason['msg']}")
+        return _not_a_payload(f"{'.'.join(map(str, reason['loc']))[:100]}: {reason['msg'][:200]}")
     item, new = state.notifications.record(payload)
     if new:
         log.info(
