@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from telltale.config.exporter import ExporterSettings, load_exporter_settings
+from telltale.config.log_format import configure_logging
 from telltale.config.redact import redact
 from telltale.config.settings import Settings, SettingsError, load_settings
 from telltale.config.tokens import bearer_matches
@@ -244,10 +245,10 @@ def run_exporter(settings: Settings, host: str | None = None, port: int | None =
     import uvicorn
 
     xs = load_exporter_settings(host=host, port=port)
+    # the service's line format (TELLTALE_LOG_FORMAT) and redaction; uvicorn's loggers propagate to it
+    level = "debug" if settings.log_level == "debug" else xs.log_level
+    configure_logging(settings.log_format, level, settings.secrets())
     app = create_exporter(settings, xs)
-    logging.basicConfig(
-        level=xs.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     log.info(
         "telltale exporter on http://%s:%d/metrics with collectors %s",
         xs.host,
@@ -255,7 +256,15 @@ def run_exporter(settings: Settings, host: str | None = None, port: int | None =
         ", ".join(c.name for c in app.exporter.collectors),
     )
     uvicorn.run(
-        app, host=xs.host, port=xs.port, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto"
+        app,
+        host=xs.host,
+        port=xs.port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        loop="auto",
+        http="auto",
     )
 
 
