@@ -197,10 +197,12 @@ def test_the_operators_directory_keeps_everything_but_our_metric_files(
     (shared / "counter_5.db").mkdir()  # a directory by a metric file's name is not ours either
     (shared / "counter_999999.db").write_bytes(b"stale")
     (shared / "gauge_livesum_999998.db").write_bytes(b"stale")
+    (shared / f"counter_{os.getpid()}.db").write_bytes(b"stale: an earlier run's, with the pid we have now")
+    (shared / f"histogram_{os.getppid()}.db").write_bytes(b"another running program's")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
     assert multiprocess.prepare_multiprocess_dir() == str(shared)
     kept = sorted(str(p.relative_to(shared)) for p in shared.rglob("*"))
-    assert kept == [
+    others = [
         "counter.db",
         "counter_5.db",
         "histogram_12.db.bak",
@@ -209,6 +211,7 @@ def test_the_operators_directory_keeps_everything_but_our_metric_files(
         "sub",
         "sub/counter_1.db",
     ]
+    assert kept == sorted([*others, f"histogram_{os.getppid()}.db"])  # a running program's files stay too
     (shared / "counter_999997.db").write_bytes(b"a worker's, now dead")
     (shared / f"counter_{os.getppid()}.db").write_bytes(b"another running process's")
     multiprocess.cleanup_multiprocess_dir(str(shared))

@@ -5,11 +5,12 @@ worker answers) merges them. It must be set before any worker imports prometheus
 the CLI prepares it before uvicorn spawns the workers.
 
 The directory may be the operator's (even a shared one such as /tmp), so Telltale only ever deletes
-the metric files prometheus-client writes (`counter_<pid>.db`, `gauge_livesum_<pid>.db`, ...): stale
-ones at start (they would add to the totals), its own at exit. It removes the directory itself only if
-it created it, and only once empty. A worker that dies (kill -9, OOM) leaves its files behind; at
-each scrape the answering worker marks dead siblings dead (`reap_dead_workers`), so their live gauges,
-such as the requests they had in flight, leave the sums while their counters stay in the totals.
+the metric files prometheus-client writes (`counter_<pid>.db`, `gauge_livesum_<pid>.db`, ...) of
+processes that are not running: stale ones at start (they would add to the totals), its own at exit.
+It removes the directory itself only if it created it, and only once empty. A worker that dies
+(kill -9, OOM) leaves its files behind; at each scrape the answering worker marks dead siblings dead
+(`reap_dead_workers`), so their live gauges, such as the requests they had in flight, leave the sums
+while their counters stay in the totals.
 """
 
 from __future__ import annotations
@@ -58,13 +59,23 @@ def prepare_multiprocess_dir() -> str:
         except OSError as exc:
             raise MultiprocessDirError(f"{ENV}: cannot create {path}: {exc.strerror}") from None
         _created.add(os.path.realpath(path))
-    for name in metric_files(path):  # an earlier run's values would add to this run's totals
-        try:
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise MultiprocessDirError(f"{ENV}: not readable and writable: {path}")
+    me, foreign = os.getpid(), []
+    for name, pid in metric_files(path).items():
+        if pid != me and _running(pid):  # another live program's (a reused pid of ours would be rare)
+            foreign.append(name)
+            continue
+        try:  # an earlier run's values would add to this run's totals
             _remove(os.path.join(path, name))
         except OSError as exc:
             raise MultiprocessDirError(f"{ENV}: cannot remove the stale metric file {name}: {exc.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise MultiprocessDirError(f"{ENV}: not writable: {path}")
+    if foreign:
+        log.warning(
+            f"{ENV} holds metric files of running processes, merged into Telltale's totals:"
+            " give Telltale a directory of its own",
+            extra={"path": path, "files": sorted(foreign)[:10]},
+        )
     return path
 
 
