@@ -124,10 +124,13 @@ class BufferedLineHandler(logging.StreamHandler):
     cost. Lines are held until 0.1 s passed, 3.5 KB piled up, a WARNING or worse arrives, or the
     handler is flushed or closed (logging flushes every handler at exit). Each write ends on a line
     boundary and stays under PIPE_BUF (4 KB), so workers sharing one stdout pipe never interleave
-    within a line. A process killed with SIGKILL loses at most the last 0.1 s of lines.
+    within a line. A process killed with SIGKILL loses at most the last 0.1 s of lines. Uvicorn's own
+    lines (start-up, shutdown) are written at once: after its last one ("Finished server process") it
+    re-raises SIGTERM, and the process dies without running atexit's flush.
     """
 
     MAX_PENDING = 3500
+    URGENT_LOGGERS = frozenset({"uvicorn.error"})
 
     def __init__(self, stream: Any = None, interval: float = 0.1) -> None:
         super().__init__(stream)
@@ -147,7 +150,11 @@ class BufferedLineHandler(logging.StreamHandler):
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(line)
             self._size += len(line)
-            urgent = record.levelno >= logging.WARNING or self._size >= self.MAX_PENDING
+            urgent = (
+                record.levelno >= logging.WARNING
+                or self._size >= self.MAX_PENDING
+                or record.name in self.URGENT_LOGGERS
+            )
         if urgent:
             self.flush()
 
@@ -241,10 +248,16 @@ def configure_logging(
             old.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "py.warnings"):
+    for name in ("uvicorn", "uvicorn.error", "py.warnings"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+    # Telltale writes its own access line (route, redacted path, request id); uvicorn's would repeat
+    # it with the raw, percent-encoded path. Its worker processes reset this before calling the app
+    # factory, so it is not left to uvicorn's `access_log=False` alone.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
     debug = level.lower() == "debug"
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)

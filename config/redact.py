@@ -28,7 +28,7 @@ _SECRET_NAME = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
 # never across a path, query, fragment, whitespace or quote
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<info>[^/?#\s\"'<>\\]*)@")
 # `name=value`: a name starts after a non-name character; the value ends at a delimiter of URLs or prose
-_PAIR = re.compile(r"(?<![\w.\-\[\]])(?P<name>[\w.\-\[\]]+)=(?P<value>[^\s&;,#\"'<>()\[\]{}\\|]+)")
+_PAIR = re.compile(r"(?<![\w.\-\[\]])(?P<name>[\w.\-\[\]]+)(?P<eq>=|%3[dD])(?P<value>[^\s&;,#\"'<>()\[\]{}\\|]+)")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]+")
 
 
@@ -44,7 +44,7 @@ def _userinfo(m: re.Match[str]) -> str:
 
 def _pair(m: re.Match[str]) -> str:
     name = m["name"]
-    return f"{name}={MASK}" if _SECRET_NAME.search(name) else m.group(0)
+    return f"{name}{m['eq']}{MASK}" if _SECRET_NAME.search(name) else m.group(0)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -55,7 +55,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     # `str in str` scan costs a fraction of a regex substitution
     if "@" in text and "://" in text:
         text = _USERINFO.sub(_userinfo, text)
-    if "=" in text:
+    if "=" in text or "%3" in text:  # `%3D` is an encoded `=`
         text = _PAIR.sub(_pair, text)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(f"Bearer {MASK}", text)

@@ -136,3 +136,9 @@ def test_settings_tree_keeps_key_names_when_asked() -> None:
     """`telltale config` shows Redis key names (`scheduler_heartbeat_key`) while hiding credentials by value."""
     tree = {"scheduler_heartbeat_key": "telltale:hb", "url": "https://h/?apikey=k-1"}
     assert redact_tree(tree, names=False) == {"scheduler_heartbeat_key": "telltale:hb", "url": "https://h/?apikey=***"}
+
+
+def test_percent_encoded_separator() -> None:
+    """A raw request line or URL keeps `=` encoded: `/a/password%3Dabc`."""
+    assert redact("GET /a/password%3Dabc HTTP/1.1") == "GET /a/password%3D*** HTTP/1.1"
+    assert redact("/x?q=a%3Db") == "/x?q=a%3Db"
