@@ -31,7 +31,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 from telltale.config.environment import FILE_SUFFIX, TelltaleBaseSettings, effective_environ, read_secret_file
 from telltale.config.errors import SettingsError, env_name, from_validation
-from telltale.config.redact import redact
+from telltale.config.redact import redact, url_secrets
 
 ENV_PREFIX = "TELLTALE_"
 CONFIG_ENV = "TELLTALE_CONFIG"
@@ -305,6 +305,8 @@ class Settings(TelltaleBaseSettings):
         for url in (self.redis_url, self.alertmanager_url):
             if url is not None and url.password:
                 out.append(url.password)
+        for url in (self.websocket_url, *(d.url for d in self.http_dependencies)):  # userinfo, ?token=...
+            out.extend(url_secrets(url) if url is not None else ())
         return [s for s in out if s]
 
     def redacted(self) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -142,3 +145,58 @@ def test_percent_encoded_separator() -> None:
     """A raw request line or URL keeps `=` encoded: `/a/password%3Dabc`."""
     assert redact("GET /a/password%3Dabc HTTP/1.1") == "GET /a/password%3D*** HTTP/1.1"
     assert redact("/x?q=a%3Db") == "/x?q=a%3Db"
+
+
+def _telltale(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "telltale.app.cli", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_telltale_config_hides_query_string_credentials() -> None:
+    deps = [
+        {"name": "payments", "url": "https://api.example.com/status?api_key=cfg-key-1&region=eu"},
+        {"name": "storage", "url": "https://tok-cfg-2@storage.example.com/health?X-Amz-Signature=cfg-sig-3"},
+    ]
+    r = _telltale(
+        "config",
+        env={
+            "TELLTALE_HTTP_DEPENDENCIES": json.dumps(deps),
+            "TELLTALE_WEBSOCKET_URL": "wss://ws.example.com/feed?token=cfg-ws-4",
+            "TELLTALE_ALERTMANAGER_URL": "http://am:cfg-am-5@alertmanager:9093/",
+        },
+    )
+    assert r.returncode == 0, r.stderr
+    for secret in ("cfg-key-1", "tok-cfg-2", "cfg-sig-3", "cfg-ws-4", "cfg-am-5"):
+        assert secret not in r.stdout + r.stderr, secret
+    assert "https://api.example.com/status?api_key=***&region=eu" in r.stdout
+    assert "wss://ws.example.com/feed?token=***" in r.stdout
+    assert "https://***@storage.example.com/health?X-Amz-Signature=***" in r.stdout
+
+
+def test_check_errors_hide_query_string_credentials() -> None:
+    """`telltale check` reports a failing dependency's error without the URL's credentials."""
+    deps = [{"name": "cloud", "url": "http://127.0.0.1:1/v1/status?access_token=chk-tok-1", "critical": True}]
+    ws = "ws://127.0.0.1:1/feed?token=chk-ws-2"
+    r = _telltale("check", "--json", env={"TELLTALE_HTTP_DEPENDENCIES": json.dumps(deps), "TELLTALE_WEBSOCKET_URL": ws})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "chk-tok-1" not in r.stdout + r.stderr and "chk-ws-2" not in r.stdout + r.stderr
+    checks = json.loads(r.stdout)["checks"]
+    assert checks["cloud"]["status"] == "unhealthy" and checks["websocket"]["status"] == "unhealthy"
+
+
+def test_settings_secrets_include_url_credentials() -> None:
+    """A library may print a credential without its name (`...failed for ws-tok-3`): the value itself is a secret."""
+    from telltale.config.settings import Settings
+
+    s = Settings(
+        websocket_url="wss://ws.example.com/feed?token=ws-tok-3",
+        http_dependencies=[{"name": "p", "url": "https://u:dep-pw-4@h/x?client_secret=dep-cs-5"}],
+    )
+    assert {"ws-tok-3", "dep-pw-4", "dep-cs-5"} <= set(s.secrets())
+    assert "ws-tok-3" not in redact("auth rejected for ws-tok-3", s.secrets())
