@@ -13,6 +13,7 @@ from telltale.app.state import ServiceState
 from telltale.checks.base import Result, Status
 from telltale.checks.registry import READY
 from telltale.checks.runner import Report
+from telltale.config.tokens import bearer_matches
 
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store"}
@@ -66,7 +67,9 @@ async def ready(
     names = [n for n in state.runner.select(READY, exclude) if state.runner.checks[n].critical]
     report = await state.runner.run(names)
     if verbose:
-        return _verbose(report)
+        return _verbose(
+            report, reasons=bearer_matches(request.headers.get("authorization"), state.settings.health_token)
+        )
     status = Status.UNHEALTHY if any(r.status is Status.UNHEALTHY for r in report.results.values()) else Status.HEALTHY
     body: dict[str, Any] = {"status": status.value, "timestamp": _iso(report.generated_at)}
     failing = [n for n, r in report.results.items() if r.status is Status.UNHEALTHY]
@@ -109,16 +112,20 @@ async def one_check(request: Request, name: str, verbose: bool = Depends(verbose
     report = await state.runner.run([name])
     result = report.results[name]
     if verbose:
-        return _verbose(report)
+        return _verbose(report, reasons=True)
     body = {"name": name, **result.to_dict(time.time())}
     return JSONResponse(body, status_code=_code(result.status), headers=NO_STORE)
 
 
-def _verbose(report: Report) -> Response:
-    """Like the Kubernetes API server's `/readyz?verbose`: one line per check."""
+def _verbose(report: Report, reasons: bool) -> Response:
+    """Like the Kubernetes API server's `/readyz?verbose`: one line per check.
+
+    A failing check's message names hosts, roles and databases, so an anonymous caller gets
+    "reason withheld" (as the API server answers); the health token shows the reasons.
+    """
     lines = [
         f"[{'+' if r.status is Status.HEALTHY else '-'}]{n} {r.status.value}"
-        + (f": {r.message}" if r.status is not Status.HEALTHY else "")
+        + ((f": {r.message}" if reasons else ": reason withheld") if r.status is not Status.HEALTHY else "")
         for n, r in report.results.items()
     ]
     verdict = "passed" if report.status is not Status.UNHEALTHY else "failed"

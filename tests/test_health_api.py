@@ -248,3 +248,16 @@ def test_sigterm_says_it_is_draining_before_it_waits() -> None:
         reader.join(5)
     assert [line["message"] for line in said] == ["SIGTERM: draining for 5 s (TELLTALE_DRAIN_SECONDS)"]
     assert said[0]["level"] == "info" and said[0]["drain_seconds"] == 5.0
+
+
+async def test_anonymous_verbose_withholds_the_reason_the_token_shows_it() -> None:
+    """A failing check's message names hosts and roles: only the health token's holder reads it."""
+    dsn = f"postgresql://app:pw@127.0.0.1:{free_port()}/platform"
+    async with service(database_url=dsn, health_token=TOKEN) as c:
+        anonymous = await c.get("/health/ready?verbose")
+        assert anonymous.status_code == 503
+        assert "[-]postgres unhealthy: reason withheld" in anonymous.text.splitlines()
+        assert "127.0.0.1" not in anonymous.text
+        shown = await c.get("/health/ready?verbose", headers=AUTH)
+        line = next(x for x in shown.text.splitlines() if x.startswith("[-]postgres"))
+        assert "reason withheld" not in line and line != "[-]postgres unhealthy: "
