@@ -43,6 +43,8 @@ JOBS = int(os.environ.get("BENCH_CALLGRIND_JOBS", "2"))
 # variant -> (extra environment, what it is)
 VARIANTS: dict[str, tuple[dict[str, str], str]] = {
     "bare": ({}, "FastAPI, one async JSON route"),
+    "asgi-layer": ({}, "floor: a pure-ASGI middleware that only awaits the app"),
+    "asgi-layer+send-wrapper": ({}, "floor: the same with a send wrapper keeping the status"),
     "handwritten": ({}, "calibration: hand-written prometheus-client middleware (counter + histogram)"),
     "telltale": ({}, "TelemetryMiddleware: metrics with sizes, in-progress, request id, log context"),
     "telltale+trace10": ({}, "the same + server spans, parentbased_traceidratio 0.1, export in a child"),
@@ -155,7 +157,7 @@ def table(results: dict[str, dict[str, float]], wallclock: dict[str, float] | No
     lines = [
         f"callgrind: instructions per request = (window of {N2} - window of {N1}) / {N2 - N1}, after {WARM} "
         "warm requests; uvicorn httptools protocol on uvloop, in-process; overhead over bare, same run",
-        f"  {'variant':<19} {'instr/req':>10} {'overhead':>9}  {'goal':<30}"
+        f"  {'variant':<23} {'instr/req':>10} {'overhead':>9}  {'goal':<33}"
         + ("  wall-clock ratio" if wallclock else ""),
     ]
     for v, r in results.items():
@@ -173,7 +175,7 @@ def table(results: dict[str, dict[str, float]], wallclock: dict[str, float] | No
         wall = ""
         if wallclock and v in wallclock:
             wall = f"  {wallclock[v]:.2f}x"
-        lines.append(f"  {v:<19} {per:10.0f} {over:+9.1%}  {goal:<30}{wall}")
+        lines.append(f"  {v:<23} {per:10.0f} {over:+9.1%}  {goal:<33}{wall}")
     return lines
 
 
@@ -211,6 +213,8 @@ def run(
         if wallclock is None:
             wallclock = _last_wallclock()
         lines = table(results, wallclock)
+        lines += [f"  {v}: {VARIANTS[v][1]}" for v in chosen]
+        lines.append(f"  code: {_revision()}")
         lines.append(f"  ({len(chosen)} variants, {JOBS} at a time, {time.monotonic() - started:.0f} s)")
         if profile:
             lines += profile_lines(out_dir, chosen)
@@ -220,6 +224,19 @@ def run(
     finally:
         if keep is None:
             shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _revision() -> str:
+    """The commit measured, and whether the hot path had uncommitted edits then."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "app", "config", "bench"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown (no git)"
+    edited = [line[3:] for line in dirty.stdout.splitlines()]
+    return head.stdout.strip() + (f" + uncommitted edits in {', '.join(edited)}" if edited else "")
 
 
 def _last_wallclock() -> dict[str, float] | None:

@@ -102,6 +102,10 @@ def make_app() -> Any:
         app.add_middleware(TelemetryMiddleware, metrics=http, tracer=tracer, access_log="access-log" in variant)
     elif variant == "handwritten":
         app.add_middleware(HandwrittenMetrics)
+    elif variant == "asgi-layer":
+        app.add_middleware(PassThrough)
+    elif variant == "asgi-layer+send-wrapper":
+        app.add_middleware(PassThroughWrapped)
     elif variant == "instrumentator":
         from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -169,6 +173,31 @@ class HandwrittenMetrics:
                 )
             children[0].inc()
             children[1].observe(time.perf_counter() - start)
+
+
+class PassThrough:
+    """A floor: the cheapest pure-ASGI middleware, one coroutine that awaits the app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+class PassThroughWrapped(PassThrough):
+    """A floor for a middleware that sees the response: the same plus a send wrapper that keeps the status."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        status = 0
+
+        def send_wrapper(message: Any) -> Any:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        await self.app(scope, receive, send_wrapper)
 
 
 def _global_tracer_provider() -> None:
