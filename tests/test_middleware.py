@@ -239,3 +239,67 @@ async def test_promtool_check_metrics_clean() -> None:
         "telltale_deployments",
         "telltale_payment_amount",
     } <= names
+
+
+# --- typed seams: the metrics sink protocol, no upward imports ---------------------------------------
+
+
+async def test_both_metrics_sinks_record_the_same_through_the_middleware() -> None:
+    """prometheus-client's metrics (the several-workers sink) go through the batch-of-one adapter and
+    record exactly what the lean stats record."""
+    from prometheus_client import CollectorRegistry
+    from telltale.app.instrumentation.http_metrics import HttpMetrics
+    from telltale.app.instrumentation.middleware import BatchedRequestMetrics, TelemetryMiddleware, as_batched
+    from telltale.app.instrumentation.request_stats import LeanHttpMetrics
+
+    totals = []
+    for kind in (LeanHttpMetrics, HttpMetrics):
+        registry = CollectorRegistry()
+        sink = kind(registry)
+        assert isinstance(as_batched(sink), BatchedRequestMetrics)
+        assert (as_batched(sink) is sink) == (kind is LeanHttpMetrics)
+        app = FastAPI()
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int) -> dict[str, int]:
+            return {"id": item_id}
+
+        app.add_middleware(TelemetryMiddleware, metrics=sink, access_log=False)
+        async with client(app) as c:
+            for i in range(3):
+                await c.get(f"/items/{i}")
+            await c.get("/items/x")
+            await c.post("/items/1", content=b"abc")
+        got = {}
+        for family in registry.collect():
+            for s in family.samples:
+                if s.name in ("http_requests_total", "http_requests_in_progress", "http_request_size_bytes_sum"):
+                    got[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        totals.append(got)
+    lean, prom = totals
+    assert lean == prom
+    assert lean[("http_requests_total", (("method", "GET"), ("route", "/items/{item_id}"), ("status", "200")))] == 3
+    assert lean[("http_requests_in_progress", (("method", "GET"),))] == 0
+    assert lean[("http_request_size_bytes_sum", (("method", "POST"), ("route", "/items/{item_id}")))] == 3
+
+
+def test_instrumentation_imports_nothing_above_it() -> None:
+    """app/instrumentation may import `telltale.app` (the version) and itself, never app's routes."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "app" / "instrumentation"
+    upward = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                if name.startswith("telltale.app.") and not name.startswith("telltale.app.instrumentation"):
+                    upward.append(f"{path.name}: {name}")
+    assert upward == []

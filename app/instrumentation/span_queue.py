@@ -17,9 +17,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
+from telltale.app.instrumentation import _compat
 
 log = logging.getLogger("telltale.telemetry")
 
@@ -97,7 +98,7 @@ class SpanQueue(SpanProcessor):
             while queue and (everything or first or len(queue) >= self.batch_size):
                 first = False
                 batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
-                token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+                token = attach(_compat.suppressed_context())
                 try:
                     self.exporter.export(batch)
                 except Exception:  # the export thread must never die

@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 from telltale.app import __version__
+from telltale.app.instrumentation import _compat
 from telltale.checks.base import Check, Result, Status
 
 log = logging.getLogger("telltale.telemetry")
@@ -72,29 +73,6 @@ def _count_queue_full() -> None:
     SPAN_COUNTS.queue_full += 1
 
 
-def runtime_context_var() -> Any:
-    """The ContextVar behind OpenTelemetry's default runtime context, or None if another runtime
-    context is configured (`OTEL_PYTHON_CONTEXT`). Setting it directly is what `context.attach` does,
-    minus two layers of calls: the middleware does it twice per request."""
-    from contextvars import ContextVar
-
-    from opentelemetry import context
-    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-
-    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
-    var = getattr(runtime, "_current_context", None)
-    return var if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar) else None
-
-
-def span_sink(tracer: Any) -> Callable[[Any], None]:
-    """Where a finished, sampled server span goes: straight into the SpanQueue when it is the only
-    processor of the tracer that `setup_tracing` made, else through the provider's processors."""
-    processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
-    if tracer is _tracer and _queue is not None and processors == (_queue,):
-        return _queue.put
-    return tracer.span_processor.on_end
-
-
 def root_sampling_bound(tracer: Any) -> int | None:
     """The TraceIdRatioBased bound that decides new root spans, when that is the configured sampler
     (`traceidratio` or `parentbased_traceidratio`); None for any other sampler. The middleware draws a
@@ -103,8 +81,9 @@ def root_sampling_bound(tracer: Any) -> int | None:
 
     sampler = getattr(tracer, "sampler", None)
     if isinstance(sampler, ParentBased):
-        sampler = sampler._root  # the SDK has no public accessor
-    if isinstance(sampler, TraceIdRatioBased) and hasattr(tracer, "id_generator"):
+        delegates = _compat.parent_based_delegates(sampler)
+        sampler = delegates["root"] if delegates is not None else None
+    if isinstance(sampler, TraceIdRatioBased):
         return sampler.bound
     return None
 
@@ -168,6 +147,9 @@ def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
     _provider, _queue = provider, queue
     _instrument(provider)
     _tracer = provider.get_tracer("telltale", __version__)
+    gone = _compat.missing()
+    if gone:  # still correct, through the public API and the SDK's own span path
+        log.warning("OpenTelemetry internals changed, tracing takes the slower path", extra={"missing": gone})
     log.info(
         "tracing on",
         extra={
@@ -210,11 +192,10 @@ async def wrap_probe(check: Check) -> AsyncIterator[None]:
         yield
         return
     from opentelemetry import context, trace
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
     parent = trace.get_current_span()
     if not parent.is_recording():
-        token = context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        token = context.attach(_compat.suppressed_context())
         try:
             yield
         finally:
