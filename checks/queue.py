@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
-import math
 import time
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 from telltale.checks.base import Check, Observation, Status, grade, worst
+from telltale.checks.postgres import PostgresCheck
+from telltale.checks.sqlident import quote_ident
+from telltale.checks.timestamps import parse_timestamp
 from telltale.config.settings import QueueSpec
+
+# One row: waiting jobs (unreserved, delayed ones included), the oldest job that is due (its available_at
+# has passed: a delayed job is not late), and failed jobs. Laravel's `jobs`/`failed_jobs` layout.
+_SQL_STATE = (
+    "select (select count(*) from {table} where queue = $1 and reserved_at is null) as depth,"
+    " (select min(available_at) from {table} where queue = $1 and reserved_at is null"
+    " and available_at <= $2) as oldest,"
+    " (select count(*) from {failed} where queue = $1) as failed"
+)
+
+FetchRow = Callable[..., Awaitable[Mapping[str, Any]]]
+
+
+async def sql_queue_state(
+    fetchrow: FetchRow, spec: QueueSpec, now: float, client: aioredis.Redis | None = None
+) -> dict[str, Any]:
+    """Depth, failed jobs, the oldest due job's age (0 when none is due) and, with a heartbeat key in
+    Redis, live workers of a SQL queue. `fetchrow(sql, *args)` runs one query (the check's pool, the
+    exporter's PgPool): the same state for the check and the exporter."""
+    sql = _SQL_STATE.format(table=quote_ident(spec.table), failed=quote_ident(spec.failed_table))
+    row = await fetchrow(sql, spec.name, int(now))
+    state: dict[str, Any] = {
+        "depth": row["depth"],
+        "failed": row["failed"],
+        "oldest_job_age_seconds": max(0.0, now - float(row["oldest"])) if row["oldest"] is not None else 0.0,
+    }
+    if spec.heartbeat_key and client is not None:
+        _add_heartbeat(state, spec, await client.get(spec.heartbeat_key), now)
+    return state
 
 
 async def redis_queue_state(client: aioredis.Redis, spec: QueueSpec, now: float) -> dict[str, Any]:
@@ -43,10 +74,10 @@ async def redis_queue_state(client: aioredis.Redis, spec: QueueSpec, now: float)
     return state
 
 
-def _add_heartbeat(state: dict[str, Any], spec: QueueSpec, beat: str | None, now: float) -> None:
+def _add_heartbeat(state: dict[str, Any], spec: QueueSpec, beat: str | bytes | None, now: float) -> None:
     """Count the worker heartbeat at `spec.heartbeat_key` as one live worker while it is fresh."""
     try:
-        age: float | None = max(0.0, now - _parse_ts(beat)) if beat else None
+        age: float | None = max(0.0, now - parse_timestamp(beat)) if beat else None
     except ValueError:  # garbage in the key is a dead worker, not a failed probe
         age = None
     state["heartbeat_age_seconds"] = round(age, 3) if age is not None else None
@@ -54,28 +85,9 @@ def _add_heartbeat(state: dict[str, Any], spec: QueueSpec, beat: str | None, now
     state["workers"] = state.get("workers", 0) + (1 if alive else 0)
 
 
-def _parse_ts(value: str) -> float:
-    """Seconds since the epoch from a Unix timestamp (seconds or milliseconds) or an ISO 8601 time.
-
-    A naive ISO time is UTC (RQ and most schedulers write UTC). Raises ValueError otherwise.
-    """
+def _fresh(value: str | bytes, now: float, max_age: float) -> bool:
     try:
-        ts = float(value)
-    except ValueError:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    if not math.isfinite(ts):
-        raise ValueError(f"not a timestamp: {value!r}")
-    if ts > 1e11:  # milliseconds (JavaScript's Date.now(), Laravel's now()->getTimestampMs())
-        ts /= 1000
-    return ts
-
-
-def _fresh(value: str, now: float, max_age: float) -> bool:
-    try:
-        return now - _parse_ts(value) <= max_age
+        return now - parse_timestamp(value) <= max_age
     except ValueError:
         return False
 
@@ -89,7 +101,7 @@ class QueueCheck(Check):
         specs: list[QueueSpec],
         *,
         client: aioredis.Redis | None,
-        pg_check: Any | None = None,
+        pg_check: PostgresCheck | None = None,
         depth_degraded: int = 1000,
         depth_unhealthy: int = 10000,
         **kw,
@@ -100,19 +112,11 @@ class QueueCheck(Check):
         self.pg_check = pg_check  # a PostgresCheck whose pool serves SQL queues
         self.depth_degraded, self.depth_unhealthy = depth_degraded, depth_unhealthy
 
-    async def _sql_state(self, spec: QueueSpec) -> dict[str, Any]:
+    async def _sql_state(self, spec: QueueSpec, now: float) -> dict[str, Any]:
+        if self.pg_check is None:
+            raise RuntimeError(f"queue {spec.name}: a SQL queue needs TELLTALE_DATABASE_URL")
         pool = await self.pg_check._get_pool()
-        table, failed = _ident(spec.table), _ident(spec.failed_table)
-        row = await pool.fetchrow(
-            f"select (select count(*) from {table} where queue = $1 and reserved_at is null) as depth,"
-            f" (select min(available_at) from {table} where queue = $1 and reserved_at is null) as oldest,"
-            f" (select count(*) from {failed} where queue = $1) as failed",
-            spec.name,
-        )
-        state: dict[str, Any] = {"depth": row["depth"], "failed": row["failed"]}
-        if row["oldest"] is not None:
-            state["oldest_job_age_seconds"] = max(0.0, time.time() - float(row["oldest"]))
-        return state
+        return await sql_queue_state(pool.fetchrow, spec, now, self.client)
 
     async def probe(self) -> Observation:
         now = time.time()
@@ -121,9 +125,7 @@ class QueueCheck(Check):
         problems: list[str] = []
         for spec in self.specs:
             if spec.backend == "sql":
-                state = await self._sql_state(spec)
-                if spec.heartbeat_key and self.client is not None:
-                    _add_heartbeat(state, spec, await self.client.get(spec.heartbeat_key), now)
+                state = await self._sql_state(spec, now)
             else:
                 assert self.client is not None
                 state = await redis_queue_state(self.client, spec, now)
@@ -140,9 +142,3 @@ class QueueCheck(Check):
         status = worst(statuses)
         msg = "; ".join(problems) if problems else ", ".join(f"{n}: {q['depth']}" for n, q in queues.items())
         return Observation(status, msg, {"queues": queues})
-
-
-def _ident(name: str) -> str:
-    """Quote a configured table name (schema.table allowed); never interpolate raw input."""
-    parts = name.split(".")
-    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)

@@ -8,14 +8,18 @@ import redis.asyncio as aioredis
 from telltale.checks.base import Check, Observation, Status, grade, worst
 
 
-def make_client(url: str, timeout: float) -> aioredis.Redis:
+def make_client(
+    url: str, timeout: float, *, max_connections: int = 4, health_check_interval: float = 0
+) -> aioredis.Redis:
+    """The one way Telltale connects to Redis (the checks and the exporter): every call bounded by
+    `timeout`, no retry that would double it, a small pool, text replies."""
     return aioredis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        health_check_interval=0,
+        health_check_interval=health_check_interval,
         retry_on_timeout=False,
-        max_connections=4,
+        max_connections=max_connections,
         decode_responses=True,
     )
 

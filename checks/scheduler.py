@@ -6,7 +6,7 @@ import time
 
 import redis.asyncio as aioredis
 from telltale.checks.base import Check, Observation, Status
-from telltale.checks.queue import _parse_ts
+from telltale.checks.timestamps import parse_timestamp
 
 
 class SchedulerCheck(Check):
@@ -21,7 +21,7 @@ class SchedulerCheck(Check):
         if value is None:
             return Observation(Status.UNHEALTHY, f"no heartbeat at {self.key}", {"key": self.key})
         try:
-            last = _parse_ts(value)
+            last = parse_timestamp(value)
         except ValueError:
             return Observation(Status.UNHEALTHY, f"heartbeat at {self.key} is not a timestamp", {"key": self.key})
         age = max(0.0, time.time() - last)

@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from telltale.checks.redis import make_client
 from telltale.config.exporter import ExporterSettings, load_exporter_settings
 from telltale.config.log_format import configure_logging
 from telltale.config.redact import redact
@@ -58,14 +58,7 @@ class Exporter:
         queries = load_queries(xs.queries_file) if xs.queries_file and settings.database_url else []
         self.pg = PgPool(str(settings.database_url), self.timeout, xs.pool_max_size) if settings.database_url else None
         self.redis = (
-            aioredis.Redis.from_url(
-                str(settings.redis_url),
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                decode_responses=True,
-                max_connections=8,
-                health_check_interval=30,
-            )
+            make_client(str(settings.redis_url), self.timeout, max_connections=8, health_check_interval=30)
             if settings.redis_url
             else None
         )

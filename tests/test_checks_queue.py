@@ -375,6 +375,58 @@ async def test_sql_queue_worker_heartbeat_comes_from_redis(queue_db: str, rclien
     assert obs.observed["queues"][name]["workers"] == 1
 
 
+async def _both_states(dsn: str, spec: QueueSpec, client) -> tuple[dict, dict]:
+    """The queue's state as the check sees it and as the exporter's collector sees it."""
+    from telltale.exporter.collectors.base import PgPool
+    from telltale.exporter.collectors.queues import QueueCollector
+
+    check, pg = await _pg_queue_check(dsn, [spec], client=client)
+    pool = PgPool(dsn, 2.0)
+    try:
+        obs = await check.probe()
+        exported = await QueueCollector([spec], client=client, pg=pool)._sql_state(spec, time.time())
+    finally:
+        await pg.close()
+        await pool.aclose()
+    return obs.observed["queues"][spec.name], exported
+
+
+@pytest.mark.parametrize("beat", ["not-a-time", "nan", "\xff"])
+async def test_sql_queue_garbage_heartbeat_is_a_dead_worker_for_check_and_exporter(
+    queue_db: str, rclient, beat: str
+) -> None:
+    """The exporter used to raise on a heartbeat that is not a timestamp (the whole queues collector down);
+    both now read it as no live worker, with the same state."""
+    name, key = qname(), f"hb:{uuid.uuid4().hex}"
+    await rclient.set(key, beat)
+    spec = QueueSpec(name=name, backend="sql", heartbeat_key=key)
+    checked, exported = await _both_states(queue_db, spec, rclient)
+    assert checked == exported
+    assert (exported["workers"], exported["heartbeat_age_seconds"]) == (0, None)
+
+
+async def test_sql_queue_a_delayed_job_is_waiting_but_not_late_for_check_and_exporter(
+    postgres: PostgresServer, queue_db: str, rclient
+) -> None:
+    """`available_at` in the future: counted in the depth, but the oldest due job's age is 0 (the check
+    used to take the delayed job's time, the exporter reported no age at all)."""
+    name = qname()
+    now = int(time.time())
+    postgres.psql(
+        "insert into jobs (queue, payload, attempts, reserved_at, available_at, created_at) values "
+        f"('{name}', '{{}}', 0, null, {now + 600}, {now - 50})",
+        db=queue_db.rsplit("/", 1)[1],
+    )
+    beat = f"hb:{uuid.uuid4().hex}"
+    await rclient.set(beat, str(time.time() - 3))
+    spec = QueueSpec(name=name, backend="sql", heartbeat_key=beat)
+    checked, exported = await _both_states(queue_db, spec, rclient)
+    assert checked["depth"] == exported["depth"] == 1
+    assert checked["oldest_job_age_seconds"] == exported["oldest_job_age_seconds"] == 0.0
+    assert checked["workers"] == exported["workers"] == 1
+    assert 2 <= exported["heartbeat_age_seconds"] <= 6
+
+
 # failures through the runner ------------------------------------------------------------------------
 
 

@@ -144,8 +144,3 @@ class PgPool:
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
-
-
-def ident(name: str) -> str:
-    """Quote a configured table name (schema.table allowed); never interpolate raw input."""
-    return ".".join('"' + p.replace('"', '""') + '"' for p in name.split("."))

@@ -11,9 +11,11 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client.core import GaugeMetricFamily, Metric
-from telltale.checks.queue import _parse_ts, redis_queue_state
+from telltale.checks.queue import redis_queue_state, sql_queue_state
+from telltale.checks.sqlident import quote_ident
+from telltale.checks.timestamps import parse_timestamp
 from telltale.config.settings import QueueSpec
-from telltale.exporter.collectors.base import Collector, PgPool, ident
+from telltale.exporter.collectors.base import Collector, PgPool
 
 log = logging.getLogger("telltale.exporter")
 
@@ -28,7 +30,7 @@ class QueueCollector(Collector):
     async def _redis_state(self, spec: QueueSpec, now: float) -> dict[str, Any]:
         assert self.client is not None
         state = await redis_queue_state(self.client, spec, now)
-        state["oldest"] = await self._oldest_redis(spec, now)
+        state["oldest_job_age_seconds"] = await self._oldest_redis(spec, now)
         if spec.backend == "laravel" and self.pg is not None:
             # Laravel records failed jobs in its database whatever the queue driver.
             state["failed"] = await self._laravel_failed(spec)
@@ -43,11 +45,11 @@ class QueueCollector(Collector):
         try:
             if spec.backend == "rq":
                 enqueued = await self.client.hget(f"rq:job:{head}", "enqueued_at")
-                return max(0.0, now - _parse_ts(enqueued)) if enqueued else None
+                return max(0.0, now - parse_timestamp(enqueued)) if enqueued else None
             payload = json.loads(head)
             for key in ("pushedAt", "createdAt", "created_at"):
                 if isinstance(payload, dict) and payload.get(key) is not None:
-                    return max(0.0, now - _parse_ts(str(payload[key])))
+                    return max(0.0, now - parse_timestamp(str(payload[key])))
         except (ValueError, TypeError):
             return None
         return None
@@ -58,7 +60,7 @@ class QueueCollector(Collector):
         assert self.pg is not None
         try:
             rows = await self.pg.fetch(
-                f"select count(*) as n from {ident(spec.failed_table)} where queue = $1", spec.name
+                f"select count(*) as n from {quote_ident(spec.failed_table)} where queue = $1", spec.name
             )
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
             # No Laravel failed-jobs table in this database: stop asking (an outage still raises).
@@ -69,24 +71,12 @@ class QueueCollector(Collector):
 
     async def _sql_state(self, spec: QueueSpec, now: float) -> dict[str, Any]:
         assert self.pg is not None
-        table, failed = ident(spec.table), ident(spec.failed_table)
-        rows = await self.pg.fetch(
-            f"select (select count(*) from {table} where queue = $1 and reserved_at is null) as depth,"
-            f" (select min(available_at) from {table} where queue = $1 and reserved_at is null"
-            f"   and available_at <= $2) as oldest,"
-            f" (select count(*) from {failed} where queue = $1) as failed",
-            spec.name,
-            int(now),
-        )
-        row = rows[0]
-        state: dict[str, Any] = {"depth": row["depth"], "failed": row["failed"], "oldest": None}
-        if row["oldest"] is not None:
-            state["oldest"] = max(0.0, now - float(row["oldest"]))
-        if spec.heartbeat_key and self.client is not None:
-            beat = await self.client.get(spec.heartbeat_key)
-            age = now - _parse_ts(beat) if beat else None
-            state["workers"] = 1 if age is not None and age <= spec.heartbeat_max_age_seconds else 0
-        return state
+        pg = self.pg
+
+        async def fetchrow(sql: str, *args: Any) -> asyncpg.Record:
+            return (await pg.fetch(sql, *args))[0]
+
+        return await sql_queue_state(fetchrow, spec, now, self.client)
 
     async def collect(self) -> list[Metric]:
         now = time.time()
@@ -103,8 +93,8 @@ class QueueCollector(Collector):
         for spec, st in zip(self.specs, states, strict=True):
             key = [spec.name, spec.backend]
             depth.add_metric(key, st["depth"])
-            if st.get("oldest") is not None:
-                oldest.add_metric(key, st["oldest"])
+            if st.get("oldest_job_age_seconds") is not None:
+                oldest.add_metric(key, st["oldest_job_age_seconds"])
             elif st["depth"] == 0:
                 oldest.add_metric(key, 0.0)
             if st.get("failed") is not None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from telltale.checks.sqlident import quote_ident
 from telltale.checks.terraform import terraform_version
-from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, gauge, ident
+from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, gauge
 
 _ACTIVE_DONE = ("completed", "failed", "cancelled", "canceled", "destroyed")
 
 
 def deployments_sql(table: str) -> str:
-    t = ident(table)
+    t = quote_ident(table)
     done = ", ".join(f"'{s}'" for s in _ACTIVE_DONE)
     return f"""
 select (select count(*) from {t} where completed_at is null and status not in ({done})) as active,
