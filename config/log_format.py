@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from telltale.config.redact import redact, redact_tree
+from telltale.config.redact import redact, redact_tree, secret_values
 
 STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message", "taskName"}
 # libraries that log per request or per connection at INFO/DEBUG: WARNING and above unless debugging
@@ -36,10 +36,6 @@ def timestamp_of(created: float, msecs: float) -> str:
     if _second[0] != whole:
         _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
     return f"{_second[1]}.{int(msecs):03d}Z"
-
-
-def _clean_secrets(secrets: Iterable[str]) -> list[str]:
-    return [s for s in secrets if s and not s.isspace()]
 
 
 def record_message(record: logging.LogRecord) -> str:
@@ -60,7 +56,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = _clean_secrets(secrets)
+        self.secrets = secret_values(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         secrets = self.secrets
@@ -96,7 +92,7 @@ class ConsoleFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = (), color: bool | None = None) -> None:
         super().__init__()
-        self.secrets = _clean_secrets(secrets)
+        self.secrets = secret_values(secrets)
         self.color = sys.stdout.isatty() if color is None else color
 
     def format(self, record: logging.LogRecord) -> str:
@@ -229,7 +225,7 @@ def configure_logging(
     buffered: bool = True,
 ) -> None:
     """Make the root logger's one handler write `fmt` lines to stdout; every other logger propagates to it."""
-    secrets = _clean_secrets(secrets)
+    secrets = secret_values(secrets)
     # The logging docs' "Optimization" switches: no caller lookup (a stack walk per line) and no
     # thread/process names, none of which a JSON line carries.
     logging._srcfile = None  # type: ignore[attr-defined]

@@ -5,7 +5,8 @@ Three kinds of secret are hidden, each replaced by `***`:
   sig, auth or credential, case-insensitive, with any prefix or suffix (`access_token`, `client_secret`,
   `apikey`, `X-Amz-Signature`...): query strings of dependency and websocket URLs, and free text alike;
 - the userinfo of every `scheme://userinfo@host` URL (`user:pass@` keeps the user, `token@` goes whole);
-- `Bearer` credentials and the configured secret values.
+- `Bearer` credentials, quoted `'password': '...'` pairs of a printed mapping, and the configured secret
+  values.
 
 `redact(text)` works on any text; `redact_url` and `redact_tree` are for callers holding structured
 data, which should redact each field before serializing it (never over an already-serialized line,
@@ -22,7 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_WORDS = ("token", "secret", "key", "password", "passwd", "pwd", "signature", "sig", "auth", "credential")
-_SECRET_NAME = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
+# what to look for: "signature" holds "sig", "password" and "passwd" hold "passw" (substring scans of
+# the lowered text are ten times faster than an IGNORECASE alternation)
+_NEEDLES = ("token", "secret", "key", "passw", "pwd", "sig", "auth", "credential")
 
 # `scheme://userinfo@`: the userinfo runs to the last `@` before the host (a raw `@` in a password too),
 # never across a path, query, fragment, whitespace or quote
@@ -30,11 +33,27 @@ _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<info>[^/?#
 # `name=value`: a name starts after a non-name character; the value ends at a delimiter of URLs or prose
 _PAIR = re.compile(r"(?<![\w.\-\[\]])(?P<name>[\w.\-\[\]]+)(?P<eq>=|%3[dD])(?P<value>[^\s&;,#\"'<>()\[\]{}\\|]+)")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]+")
+# `'password': 'x'` and `"client_secret":"x"`: a mapping printed into an error text (repr or JSON)
+_QUOTED_PAIR = re.compile(
+    r"(?P<q>['\"])(?P<name>[\w.\-]*(?:" + "|".join(SECRET_WORDS) + r")[\w.\-]*)(?P=q)(?P<sep>\s*:\s*)"
+    r"(?P<v>['\"])(?:(?!(?P=v))[^\\\n]|\\.)+(?P=v)",
+    re.IGNORECASE,
+)
+
+
+def secret_values(secrets: Iterable[str]) -> list[str]:
+    """Configured secrets ready for `redact`: no empty or blank ones, each once, the longest first (a
+    secret inside another must not be replaced first and leave the rest of the longer one)."""
+    return sorted({s for s in secrets if s and not s.isspace()}, key=len, reverse=True)
 
 
 def is_secret_name(name: str) -> bool:
     """True for a parameter or field name that holds a credential (`access_token`, `apikey`, `sig`...)."""
-    return _SECRET_NAME.search(name) is not None
+    low = name.lower()
+    for needle in _NEEDLES:
+        if needle in low:
+            return True
+    return False
 
 
 def _userinfo(m: re.Match[str]) -> str:
@@ -42,9 +61,13 @@ def _userinfo(m: re.Match[str]) -> str:
     return f"{m['scheme']}{user}:{MASK}@" if colon else f"{m['scheme']}{MASK}@"
 
 
+def _quoted_pair(m: re.Match[str]) -> str:
+    return f"{m['q']}{m['name']}{m['q']}{m['sep']}{m['v']}{MASK}{m['v']}"
+
+
 def _pair(m: re.Match[str]) -> str:
     name = m["name"]
-    return f"{name}{m['eq']}{MASK}" if _SECRET_NAME.search(name) else m.group(0)
+    return f"{name}{m['eq']}{MASK}" if is_secret_name(name) else m.group(0)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -59,6 +82,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         text = _PAIR.sub(_pair, text)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(f"Bearer {MASK}", text)
+    if ":" in text and ("'" in text or '"' in text) and is_secret_name(text):
+        text = _QUOTED_PAIR.sub(_quoted_pair, text)
     for secret in secrets:
         if secret and secret in text and len(secret) >= 3 and not secret.isspace():
             text = text.replace(secret, MASK)
