@@ -31,7 +31,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 from telltale.config.environment import FILE_SUFFIX, TelltaleBaseSettings, effective_environ, read_secret_file
 from telltale.config.errors import SettingsError, env_name, from_validation
-from telltale.config.redact import redact, url_secrets
+from telltale.config.redact import redact_tree, secret_values, url_secrets
 
 ENV_PREFIX = "TELLTALE_"
 CONFIG_ENV = "TELLTALE_CONFIG"
@@ -315,17 +315,8 @@ class Settings(TelltaleBaseSettings):
         for key in TOKEN_SETTINGS:
             if data.get(key):
                 data[key] = ["***"] * len(data[key])
-        return _redact_tree(data, self.secrets())
-
-
-def _redact_tree(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _redact_tree(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_tree(v, secrets) for v in value]
-    if isinstance(value, str):
-        return redact(value, secrets)
-    return value
+        # by value only: key names such as `scheduler_heartbeat_key` are Redis keys, not credentials
+        return redact_tree(data, secret_values(self.secrets()), names=False)
 
 
 def read_yaml_settings(path: str) -> dict[str, tuple[str, Any]]:
