@@ -139,3 +139,16 @@ def test_spans_structure_probes_quiet_log_join_and_exemplars(traced: dict[str, A
     assert not [line for line in bucket_lines if 'route="/health"' in line and "# {" in line]
     assert "trace_id" not in plain
     assert "telltale_otel_spans_dropped_total" in plain
+
+
+def test_span_counters_describe_their_names_so_a_second_registration_is_refused() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from telltale.app.instrumentation.tracing import register_span_counters
+
+    registry = CollectorRegistry()
+    register_span_counters(registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        register_span_counters(registry)
+    text = generate_latest(registry).decode()
+    assert 'telltale_otel_spans_dropped_total{reason="queue_full"}' in text
+    assert "telltale_otel_spans_exported_total " in text

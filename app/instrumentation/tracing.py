@@ -48,16 +48,23 @@ SPAN_COUNTS = _SpanCounts()
 class _SpanCounters:
     """Puts the process-wide span counters in an app's registry."""
 
-    def collect(self) -> Iterable[Metric]:
+    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily]:
         dropped = CounterMetricFamily(
             "telltale_otel_spans_dropped", "Spans lost before reaching the collector", labels=["reason"]
         )
+        exported = CounterMetricFamily("telltale_otel_spans_exported", "Spans accepted by the collector", labels=[])
+        return dropped, exported
+
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples, so a second registration of these names is refused."""
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        dropped, exported = self._families()
         dropped.add_metric(["queue_full"], SPAN_COUNTS.queue_full)
         dropped.add_metric(["export_failed"], SPAN_COUNTS.export_failed)
-        yield dropped
-        yield CounterMetricFamily(
-            "telltale_otel_spans_exported", "Spans accepted by the collector", value=SPAN_COUNTS.exported
-        )
+        exported.add_metric([], SPAN_COUNTS.exported)
+        return dropped, exported
 
 
 def register_span_counters(registry: CollectorRegistry) -> None:
