@@ -36,6 +36,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint Dockerfile
+	rm -rf build/typecheck/telltale && mkdir -p build/typecheck/telltale
+	for p in app checks config alerting exporter; do ln -sfn "$(CURDIR)/$$p" build/typecheck/telltale/$$p; done
+	cd build/typecheck && $(abspath $(VENV))/bin/mypy --config-file $(CURDIR)/pyproject.toml -p telltale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

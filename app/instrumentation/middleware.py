@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from opentelemetry.propagators.textmap import Getter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from telltale.app.instrumentation.http_metrics import KNOWN_METHODS, UNMATCHED
 from telltale.app.instrumentation.logs import REQUEST, RequestContext, write_access_line
@@ -137,7 +138,7 @@ def _valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= _MAX_REQUEST_ID and all(c in _ID_CHARS for c in value)
 
 
-class _HeaderGetter:
+class _HeaderGetter(Getter[list[tuple[bytes, bytes]]]):
     """OpenTelemetry Getter over ASGI's raw header list (only used when a trace header is present)."""
 
     def get(self, carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:

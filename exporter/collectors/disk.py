@@ -10,7 +10,7 @@ from telltale.exporter.collectors.base import Collector
 
 
 def _statvfs(paths: list[str]) -> list[tuple[str, os.statvfs_result | None]]:
-    out = []
+    out: list[tuple[str, os.statvfs_result | None]] = []
     for path in paths:
         try:
             out.append((path, os.statvfs(path)))

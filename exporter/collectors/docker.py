@@ -56,8 +56,8 @@ class DockerCollector(Collector):
             if isinstance(d, BaseException):
                 unhealthy += "(unhealthy)" in str(c.get("Status", ""))
                 continue
-            state = d.get("State") or {}
-            health = state.get("Health") or state.get("Healthcheck") or {}
+            status = d.get("State") or {}
+            health = status.get("Health") or status.get("Healthcheck") or {}
             unhealthy += health.get("Status") == "unhealthy"
             restarts.add_metric([name], d.get("RestartCount", 0) or 0)
         out.append(gauge("telltale_docker_containers_unhealthy", "Containers whose health check fails.", unhealthy))

@@ -42,6 +42,8 @@ class QueueCollector(Collector):
         head = await self.client.lindex(spec.redis_key(), 0)
         if head is None:
             return None
+        if isinstance(head, bytes):  # the client decodes replies (make_client); a raw one would not
+            head = head.decode(errors="replace")
         try:
             if spec.backend == "rq":
                 enqueued = await self.client.hget(f"rq:job:{head}", "enqueued_at")
