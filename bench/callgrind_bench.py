@@ -10,7 +10,9 @@ everything a window costs besides its requests cancel out.
 
 Why it repeats: PYTHONHASHSEED=0, `random` seeded before the first request, address-space
 randomisation off (`setarch -R`: with it on, type-cache and dict collisions by address moved bare's
-count by 0.2 % between runs; off, two runs give the same count to the instruction). Callgrind counts
+count by 0.2 % between runs), a fixed environment and every .pyc compiled before (either one changes
+the allocator's state when the requests begin, by about 0.1 %). Then two runs give the same count to
+the instruction. Callgrind counts
 instructions, not time, so other processes on the machine do not change the figure. What is left:
 threads (the span queue's export thread, the log flusher) are scheduled by time; their share of a
 window can move by a few hundred instructions per request.
@@ -47,8 +49,11 @@ VARIANTS: dict[str, tuple[dict[str, str], str]] = {
     "asgi-layer+send-wrapper": ({}, "floor: the same with a send wrapper keeping the status"),
     "handwritten": ({}, "calibration: hand-written prometheus-client middleware (counter + histogram)"),
     "telltale": ({}, "TelemetryMiddleware: metrics with sizes, in-progress, request id, log context"),
-    "telltale+trace10": ({}, "the same + server spans, parentbased_traceidratio 0.1, export in a child"),
-    "telltale+trace100": ({}, "the same at 1.0"),
+    "telltale+trace10": (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "sink"},
+        "the same + server spans, parentbased_traceidratio 0.1, export in a child",
+    ),
+    "telltale+trace100": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "sink"}, "the same at 1.0"),
     "telltale+access-log": ({}, "metrics + the JSON access line, no create_app (what the access line adds)"),
     "default": ({}, "`telltale serve` as shipped: create_app(defaults), JSON access line, GC tuning"),
     "default-nogc": ({"TELLTALE_GC_TUNING": "false"}, "the same with TELLTALE_GC_TUNING=false"),
@@ -63,8 +68,18 @@ GOALS: dict[str, tuple[float, bool]] = {
 
 
 def _environment(extra: dict[str, str], sink: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_", "PROMETHEUS_"))}
-    env.update({"PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_ENDPOINT": sink, **extra})
+    """A fixed environment, not this shell's: with address randomisation off, the environment's size
+    still moves the stack, and with it the count (by 0.1 % between two shells)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+    if extra.get("OTEL_EXPORTER_OTLP_ENDPOINT") == "sink":
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink  # a port of five digits, so the same length every run
     return env
 
 
@@ -179,11 +194,22 @@ def table(results: dict[str, dict[str, float]], wallclock: dict[str, float] | No
     return lines
 
 
+def _compile() -> None:
+    """Bring every .pyc up to date first: a variant that compiles a changed module at start-up leaves the
+    allocator in another state, and its requests then cost some hundred instructions more or less."""
+    import compileall
+
+    for folder in ("bench", "app", "config", "checks", "alerting", "exporter", "tests"):
+        if (ROOT / folder).is_dir():
+            compileall.compile_dir(ROOT / folder, quiet=2)
+
+
 def measure_all(variants: Sequence[str], out_dir: Path) -> dict[str, dict[str, float]]:
     if not shutil.which("valgrind"):
         raise RuntimeError("valgrind not found: apt-get install valgrind")
     from bench.middleware_bench import SINK
 
+    _compile()
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
     try:
