@@ -24,7 +24,7 @@ from telltale.config.log_format import configure_logging
 from telltale.config.redact import redact
 from telltale.config.settings import Settings, SettingsError, load_settings
 from telltale.config.tokens import bearer_matches
-from telltale.exporter.collectors.base import Collector, PgPool
+from telltale.exporter.collectors.base import Collector, PgPool, check_unique_names, described
 from telltale.exporter.collectors.disk import DiskCollector
 from telltale.exporter.collectors.postgres import PostgresCollector
 from telltale.exporter.collectors.queues import QueueCollector
@@ -36,6 +36,9 @@ log = logging.getLogger("telltale.exporter")
 RENDER_IN_THREAD_SAMPLES = 5000
 # generate_latest writes the 0.0.4 text format (prometheus_client 0.26 advertises 1.0.0 by default).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+_OWN = ("telltale_exporter_collector_success", "telltale_exporter_collector_duration_seconds")
 
 
 class _Families:
@@ -91,6 +94,7 @@ class Exporter:
             cs.append(DockerCollector(settings.docker_socket, self.timeout))
         if queries and self.pg is not None:
             cs.append(SqlCollector(queries, self.pg, self.timeout))
+        check_unique_names(cs, described(_OWN))  # a name two collectors report is refused here, not at scrape
         self.collectors = cs
         self.last_success: dict[str, bool] = {}
         self._inflight: asyncio.Future[bytes] | None = None

@@ -311,3 +311,23 @@ async def test_metrics_token_guards_the_exporter(redis_server: RedisServer) -> N
     assert right.status_code == 200 and "telltale_redis_up 1.0" in right.text
     assert "scrape-token" not in right.text
     assert health.status_code == 200
+
+
+async def test_each_collector_describes_every_family_it_reports(scraped) -> None:
+    """describe() is what the start-up duplicate check sees: it must name all that collect() reports."""
+    app, _ = scraped
+    for collector in app.exporter.collectors:
+        reported = {m.name for m in await collector.collect()}
+        described = {m.name for m in collector.describe()}
+        assert reported and reported <= described, (collector.name, reported - described)
+
+
+def test_a_name_reported_by_two_collectors_is_refused_at_start() -> None:
+    from telltale.exporter.collectors.base import check_unique_names, described
+    from telltale.exporter.collectors.disk import DiskCollector
+
+    check_unique_names([DiskCollector(["/"])], described(["telltale_exporter_collector_success"]))
+    with pytest.raises(ValueError, match="telltale_disk"):
+        check_unique_names([DiskCollector(["/"]), DiskCollector(["/tmp"])])
+    with pytest.raises(ValueError, match="telltale_disk_size_bytes"):
+        check_unique_names([DiskCollector(["/"])], described(["telltale_disk_size_bytes"]))

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 import asyncpg
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 log = logging.getLogger("telltale.exporter")
 T = TypeVar("T")
@@ -28,8 +29,44 @@ class Collector:
         """Families reported when collect() failed or timed out (e.g. `..._up 0`)."""
         return []
 
+    def describe(self) -> list[Metric]:
+        """Every family collect() can report, without samples: the exporter registers them all at start,
+        so two collectors (or two queries) reporting the same name are refused before the first scrape."""
+        return []
+
     async def aclose(self) -> None:
         return None
+
+
+def described(gauges: Iterable[str] = (), counters: Iterable[str] = ()) -> list[Metric]:
+    """Families named for `describe()` (names are what a registry checks; help strings stay in collect)."""
+    out: list[Metric] = [GaugeMetricFamily(n, n) for n in gauges]
+    return out + [CounterMetricFamily(n, n) for n in counters]
+
+
+class _Described:
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def describe(self) -> list[Metric]:
+        return self.collector.describe()
+
+    def collect(self) -> list[Metric]:
+        return []
+
+
+def check_unique_names(collectors: Iterable[Collector], own: Iterable[Metric] = ()) -> None:
+    """Register every collector's described families in one registry: a name reported twice raises
+    ValueError naming it (prometheus-client's duplicate check), at start instead of a broken scrape."""
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in collectors:
+        registry.register(_Described(collector))  # type: ignore[arg-type]
+
+    class _Own(Collector):
+        def describe(self) -> list[Metric]:
+            return list(own)
+
+    registry.register(_Described(_Own()))  # type: ignore[arg-type]
 
 
 def gauge(name: str, doc: str, value: float | None = None, labels: Sequence[str] = ()) -> GaugeMetricFamily:

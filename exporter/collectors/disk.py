@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from telltale.exporter.collectors.base import Collector
+from telltale.exporter.collectors.base import Collector, described
 
 
 def _statvfs(paths: list[str]) -> list[tuple[str, os.statvfs_result | None]]:
@@ -24,6 +24,11 @@ class DiskCollector(Collector):
 
     def __init__(self, paths: list[str]) -> None:
         self.paths = paths
+
+    def describe(self) -> list[Metric]:
+        return described(
+            f"telltale_disk_{n}" for n in ("size_bytes", "available_bytes", "used_ratio", "inodes", "inodes_free")
+        )
 
     async def collect(self) -> list[Metric]:
         # statvfs can block on a hung network filesystem: keep it off the event loop.

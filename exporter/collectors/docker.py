@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from prometheus_client.core import GaugeMetricFamily, Metric
 from telltale.checks.docker import docker_client
-from telltale.exporter.collectors.base import Collector, gauge
+from telltale.exporter.collectors.base import Collector, described, gauge
 
 STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
@@ -23,6 +23,11 @@ class DockerCollector(Collector):
 
     def down(self) -> list[Metric]:
         return [gauge("telltale_docker_up", "1 when the Engine API answered.", 0)]
+
+    def describe(self) -> list[Metric]:
+        return described(
+            f"telltale_docker_{n}" for n in ("up", "info", "containers", "containers_unhealthy", "container_restarts")
+        )
 
     async def _inspect(self, cid: str) -> dict[str, Any]:
         async with self._sem:

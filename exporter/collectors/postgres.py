@@ -6,7 +6,7 @@ import json
 
 import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, gauge
+from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, described, gauge
 
 _MAIN = """
 select current_setting('server_version') as version,
@@ -69,6 +69,25 @@ class PostgresCollector(Collector):
 
     def down(self) -> list[Metric]:
         return [gauge("telltale_postgres_up", "1 when PostgreSQL answered.", 0)]
+
+    def describe(self) -> list[Metric]:
+        gauges = [
+            f"telltale_postgres_{n}"
+            for n in (
+                "up",
+                "info",
+                "max_connections",
+                "connections",
+                "oldest_transaction_age_seconds",
+                "oldest_query_age_seconds",
+                "locks_waiting",
+                "replica",
+                "replication_lag_seconds",
+                "statement_mean_duration_seconds",
+                "database_size_bytes",
+            )
+        ]
+        return described(gauges, [name for _, name, _ in _COUNTERS])
 
     async def collect(self) -> list[Metric]:
         row, stmts = await self.pg.run(self._read)

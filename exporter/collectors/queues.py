@@ -15,7 +15,7 @@ from telltale.checks.queue import redis_queue_state, sql_queue_state
 from telltale.checks.sqlident import quote_ident
 from telltale.checks.timestamps import parse_timestamp
 from telltale.config.settings import QueueSpec
-from telltale.exporter.collectors.base import Collector, PgPool
+from telltale.exporter.collectors.base import Collector, PgPool, described
 
 log = logging.getLogger("telltale.exporter")
 
@@ -79,6 +79,9 @@ class QueueCollector(Collector):
             return (await pg.fetch(sql, *args))[0]
 
         return await sql_queue_state(fetchrow, spec, now, self.client)
+
+    def describe(self) -> list[Metric]:
+        return described(f"telltale_queue_{n}" for n in ("depth", "oldest_job_age_seconds", "failed_jobs", "workers"))
 
     async def collect(self) -> list[Metric]:
         now = time.time()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from telltale.exporter.collectors.base import Collector, gauge
+from telltale.exporter.collectors.base import Collector, described, gauge
 
 _GAUGES = (
     ("used_memory", "telltale_redis_memory_used_bytes", "Memory used by Redis (used_memory)."),
@@ -30,6 +30,10 @@ class RedisCollector(Collector):
 
     def down(self) -> list[Metric]:
         return [gauge("telltale_redis_up", "1 when Redis answered.", 0)]
+
+    def describe(self) -> list[Metric]:
+        gauges = ["telltale_redis_up", "telltale_redis_info", "telltale_redis_db_keys"]
+        return described(gauges + [name for _, name, _ in _GAUGES], [name for _, name, _ in _COUNTERS])
 
     async def collect(self) -> list[Metric]:
         try:

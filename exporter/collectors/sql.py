@@ -30,7 +30,7 @@ import yaml
 from prometheus_client.core import GaugeMetricFamily, Metric
 from telltale.config.exporter import DEFAULT_QUERIES_FILE
 from telltale.config.settings import SettingsError
-from telltale.exporter.collectors.base import Collector, PgPool, Refreshed
+from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, described
 
 log = logging.getLogger("telltale.exporter")
 SETTING = "TELLTALE_EXPORTER_QUERIES_FILE"
@@ -180,6 +180,10 @@ class SqlCollector(Collector):
                 if v is not None:
                     fam.add_metric(labels, v)
         return list(fams)
+
+    def describe(self) -> list[Metric]:
+        names = [n for q in self.queries for n in q.spec.metric_names()]
+        return described([*names, "telltale_exporter_query_success", "telltale_exporter_query_duration_seconds"])
 
     async def collect(self) -> list[Metric]:
         results = await asyncio.gather(*(self._one(q) for q in self.queries))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.core import GaugeMetricFamily, Metric
 from telltale.checks.sqlident import quote_ident
 from telltale.checks.terraform import terraform_version
-from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, gauge
+from telltale.exporter.collectors.base import Collector, PgPool, Refreshed, described, gauge
 
 _ACTIVE_DONE = ("completed", "failed", "cancelled", "canceled", "destroyed")
 
@@ -45,6 +45,16 @@ class TerraformCollector(Collector):
         if self.version is None:
             return []
         return [gauge("telltale_terraform_up", "1 when the terraform binary ran.", 1 if self.version.ok else 0)]
+
+    def describe(self) -> list[Metric]:
+        names = ["telltale_terraform_up", "telltale_terraform_info"] if self.version is not None else []
+        if self.pg is not None and self.table:
+            names += [
+                "telltale_terraform_deployments_active",
+                "telltale_terraform_deployments_last_24h",
+                "telltale_terraform_deployment_duration_seconds_avg",
+            ]
+        return described(names)
 
     async def collect(self) -> list[Metric]:
         out: list[Metric] = []
