@@ -12,17 +12,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter
+from telltale.config.timestamps import iso_utc as _iso
 
 log = logging.getLogger("telltale.alerting")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(frozen=True)

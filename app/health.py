@@ -13,6 +13,7 @@ from telltale.app.state import ServiceState
 from telltale.checks.base import Result, Status
 from telltale.checks.registry import READY
 from telltale.checks.runner import Report
+from telltale.config.timestamps import iso_utc as _iso
 from telltale.config.tokens import bearer_matches
 
 router = APIRouter()
@@ -26,10 +27,6 @@ _FALSY = frozenset({"0", "false", "no", "off"})
 
 def _state(request: Request) -> ServiceState:
     return request.app.state.telltale
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
 def verbose_flag(

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from telltale.checks.base import Check, Observation, Status, grade, worst
 from telltale.checks.postgres import PostgresCheck
 from telltale.checks.sqlident import quote_ident
-from telltale.checks.timestamps import parse_timestamp
 from telltale.config.settings import QueueSpec
+from telltale.config.timestamps import parse_timestamp
 
 # One row: waiting jobs (unreserved, delayed ones included), the oldest job that is due (its available_at
 # has passed: a delayed job is not late), and failed jobs. Laravel's `jobs`/`failed_jobs` layout.

@@ -6,7 +6,7 @@ import time
 
 import redis.asyncio as aioredis
 from telltale.checks.base import Check, Observation, Status
-from telltale.checks.timestamps import parse_timestamp
+from telltale.config.timestamps import parse_timestamp
 
 
 class SchedulerCheck(Check):

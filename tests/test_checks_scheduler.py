@@ -147,3 +147,29 @@ async def test_build_checks_wires_the_scheduler_check_only_with_a_heartbeat_key(
         finally:
             for c in checks.values():
                 await c.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1764621065", 1764621065.0),
+        ("1764621065123", 1764621065.123),  # milliseconds
+        (b"1764621065.5", 1764621065.5),  # a client that does not decode
+        ("2025-12-01T20:31:05.123Z", 1764621065.123),
+        ("2025-12-01T20:31:05.123", 1764621065.123),  # naive is UTC
+        ("2025-12-01T21:31:05.123+01:00", 1764621065.123),
+    ],
+)
+def test_one_timestamp_parser_for_every_heartbeat_form(value: str | bytes, expected: float) -> None:
+    from telltale.config.timestamps import iso_utc, parse_timestamp
+
+    assert parse_timestamp(value) == pytest.approx(expected, abs=1e-6)
+    assert parse_timestamp(iso_utc(expected)) == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("value", ["", "nan", "inf", "soon", b"\xff\xfe"])
+def test_what_is_not_a_timestamp_is_a_value_error(value: str | bytes) -> None:
+    from telltale.config.timestamps import parse_timestamp
+
+    with pytest.raises(ValueError):
+        parse_timestamp(value)

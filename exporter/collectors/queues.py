@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from prometheus_client.core import GaugeMetricFamily, Metric
 from telltale.checks.queue import redis_queue_state, sql_queue_state
 from telltale.checks.sqlident import quote_ident
-from telltale.checks.timestamps import parse_timestamp
 from telltale.config.settings import QueueSpec
+from telltale.config.timestamps import parse_timestamp
 from telltale.exporter.collectors.base import Collector, PgPool, described
 
 log = logging.getLogger("telltale.exporter")
