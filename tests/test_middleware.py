@@ -303,3 +303,12 @@ def test_instrumentation_imports_nothing_above_it() -> None:
                 if name.startswith("telltale.app.") and not name.startswith("telltale.app.instrumentation"):
                     upward.append(f"{path.name}: {name}")
     assert upward == []
+
+
+def test_the_instrumentation_package_exports_its_public_names() -> None:
+    import telltale.app.instrumentation as instrumentation
+
+    for name in instrumentation.__all__:
+        assert getattr(instrumentation, name) is not None, name
+    with pytest.raises(AttributeError):
+        _ = instrumentation.no_such_name
