@@ -12,10 +12,12 @@ Why it repeats: PYTHONHASHSEED=0, `random` seeded before the first request, addr
 randomisation off (`setarch -R`: with it on, type-cache and dict collisions by address moved bare's
 count by 0.2 % between runs), a fixed environment and every .pyc compiled before (either one changes
 the allocator's state when the requests begin, by about 0.1 %). Then two runs give the same count to
-the instruction. Callgrind counts
-instructions, not time, so other processes on the machine do not change the figure. What is left:
-threads (the span queue's export thread, the log flusher) are scheduled by time; their share of a
-window can move by a few hundred instructions per request.
+the instruction. Callgrind counts instructions, not time, so other processes on the machine do not
+change the figure. What is left:
+the span queue's export thread (traced variants) takes the GIL by time, which can move their count by
+a few hundred instructions per request. Timers that would fire by wall time (the log flusher's 0.1 s,
+the span queue's 5 s) are set to an hour: under callgrind they would fire fifty times as often per
+request as in service.
 
 Overhead is (variant - bare) / bare, both measured in the same run.
 """
@@ -42,6 +44,9 @@ N1 = int(os.environ.get("BENCH_CALLGRIND_N1", "100"))
 N2 = int(os.environ.get("BENCH_CALLGRIND_N2", "600"))
 JOBS = int(os.environ.get("BENCH_CALLGRIND_JOBS", "2"))
 
+# the span queue exports when 512 spans wait, as under load; its 5 s timer would cut batches short when a
+# window takes fifty times its native time (bench/callgrind_driver.py: _no_timed_flushes)
+_BATCH_BY_SIZE = {"OTEL_BSP_SCHEDULE_DELAY": "3600000"}
 # variant -> (extra environment, what it is)
 VARIANTS: dict[str, tuple[dict[str, str], str]] = {
     "bare": ({}, "FastAPI, one async JSON route"),
@@ -50,10 +55,10 @@ VARIANTS: dict[str, tuple[dict[str, str], str]] = {
     "handwritten": ({}, "calibration: hand-written prometheus-client middleware (counter + histogram)"),
     "telltale": ({}, "TelemetryMiddleware: metrics with sizes, in-progress, request id, log context"),
     "telltale+trace10": (
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "sink"},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "sink", **_BATCH_BY_SIZE},
         "the same + server spans, parentbased_traceidratio 0.1, export in a child",
     ),
-    "telltale+trace100": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "sink"}, "the same at 1.0"),
+    "telltale+trace100": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "sink", **_BATCH_BY_SIZE}, "the same at 1.0"),
     "telltale+access-log": ({}, "metrics + the JSON access line, no create_app (what the access line adds)"),
     "default": ({}, "`telltale serve` as shipped: create_app(defaults), JSON access line, GC tuning"),
     "default-nogc": ({"TELLTALE_GC_TUNING": "false"}, "the same with TELLTALE_GC_TUNING=false"),

@@ -95,6 +95,19 @@ def served_app() -> tuple[Any, Any]:
     return app, app.router.lifespan_context(app)
 
 
+def _no_timed_flushes() -> None:
+    """The log handler's flusher wakes every 0.1 s of wall time. Under callgrind a window lasts some fifty
+    times longer than natively, so those wake-ups would count fifty times what they cost in service, and
+    vary with the machine's load: here it waits an hour instead. A full buffer is still flushed inline,
+    by the request that fills it (that cost is counted). The span queue's timer is off the same way
+    (OTEL_BSP_SCHEDULE_DELAY, set by the caller): batches go by size, as under real load."""
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(getattr(handler, "interval", None), float):
+            handler.interval = 3600.0  # type: ignore[attr-defined]
+
+
 def flush_spans() -> None:
     """Export what the window queued, inside the window (the span queue's export thread is part of a
     traced request's cost)."""
@@ -143,6 +156,7 @@ async def drive(
     from uvicorn.server import ServerState
 
     app, lifespan = build(variant)
+    _no_timed_flushes()
     config = uvicorn.Config(app, http="httptools", loop="uvloop", access_log=False, log_config=None)
     config.load()
     state = ServerState()
