@@ -151,8 +151,7 @@ async def _check(settings: Settings, as_json: bool, tag: str | None) -> int:
         )
     else:
         rows = [("CHECK", "STATUS", "LATENCY", "MESSAGE")] + [
-            (n, r.status.value, f"{r.latency_seconds * 1000:.1f} ms", r.message)
-            for n, r in report.results.items()
+            (n, r.status.value, f"{r.latency_seconds * 1000:.1f} ms", r.message) for n, r in report.results.items()
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
