@@ -408,3 +408,13 @@ async def test_no_trace_header_but_a_current_span_is_its_parent(queued: Queued) 
     outer.end()
     server = next(s for s in queued.finished() if s.kind is SpanKind.SERVER)
     assert server.parent is not None and server.parent.span_id == outer.get_span_context().span_id
+
+
+async def test_a_custom_id_generator_is_used_for_server_spans() -> None:
+    """The lean path draws trace ids itself only for the random generator; any other one is the SDK's."""
+    q = Queued(id_generator=FixedIds(), sampler=ParentBasedTraceIdRatio(1.0))
+    try:
+        await get(serve(q.tracer, handler_attrs=False), "/orders/1", "/orders/2")
+        assert [s.context.trace_id for s in q.finished()] == [0x1234, 0x1234]
+    finally:
+        q.queue.shutdown()
