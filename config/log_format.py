@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from telltale.config.redact import redact, redact_tree, secret_values
+from telltale.config.redact import redact, redact_fields, secret_values
 
 STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message", "taskName"}
 # libraries that log per request or per connection at INFO/DEBUG: WARNING and above unless debugging
@@ -68,7 +68,7 @@ class JsonFormatter(logging.Formatter):
         }
         extras = record_extras(record)
         if extras:
-            data.update(redact_tree(extras, secrets))
+            data.update(redact_fields(extras, secrets))
         if record.exc_info:
             data["exception"] = redact(self.formatException(record.exc_info), secrets)
         elif record.exc_text:
@@ -102,7 +102,7 @@ class ConsoleFormatter(logging.Formatter):
             level = f"{self._COLORS.get(level, '')}{level:<7}\x1b[0m"
         else:
             level = f"{level:<7}"
-        extras = redact_tree(record_extras(record), secrets)
+        extras = redact_fields(record_extras(record), secrets)
         tail = " ".join(f"{k}={v}" for k, v in extras.items() if k != "span_id")
         line = (
             f"{time.strftime('%H:%M:%S', time.localtime(record.created))}.{int(record.msecs):03d} {level} "

@@ -135,22 +135,57 @@ def redact_tree(value: Any, secrets: Iterable[str] = (), *, names: bool = True) 
     return _tree(value, secrets, names)
 
 
+def redact_fields(fields: Mapping[str, Any], secrets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """`redact_tree` for a record's named fields (a log line's extras): the names are the caller's own,
+    not data, so only the values are redacted; a value under a credential's name is hidden whole."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        t = type(value)
+        if t is str:
+            out[key] = MASK if value and _secret_key(key) else redact(value, secrets)
+        elif t in _PLAIN:
+            out[key] = value
+        elif t is bytes and value and _secret_key(key):
+            out[key] = MASK
+        else:
+            out[key] = _tree(value, secrets, True)
+    return out
+
+
+_PLAIN = frozenset({int, bool, type(None)})
+_SECRET_KEYS: dict[str, bool] = {}  # field names seen, and whether each names a credential
+
+
+def _secret_key(key: str) -> bool:
+    known = _SECRET_KEYS.get(key)
+    if known is None:
+        known = is_secret_name(key)
+        if len(_SECRET_KEYS) < 4096:  # log field names repeat; data used as keys must not grow this
+            _SECRET_KEYS[key] = known
+    return known
+
+
 def _tree(value: Any, secrets: list[str] | tuple[str, ...], names: bool) -> Any:
-    if isinstance(value, str):
+    t = type(value)  # exact-type checks first: this runs on every field of every log line
+    if t is str:
         return redact(value, secrets)
-    if value is None or isinstance(value, bool | int):
+    if t in _PLAIN:
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, Mapping):
+    if t is dict or isinstance(value, Mapping):
         out: dict[Any, Any] = {}
         for k, v in value.items():
-            key = redact(k if isinstance(k, str) else str(k), secrets)
-            if names and isinstance(v, str | bytes) and v and is_secret_name(key):
+            key = redact(k if type(k) is str else str(k), secrets)
+            if names and v and type(v) in (str, bytes) and _secret_key(key):
                 out[key] = MASK
             else:
                 out[key] = _tree(v, secrets, names)
         return out
+    if isinstance(value, str):
+        return redact(str(value), secrets)
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, list | tuple | set | frozenset):
         return [_tree(v, secrets, names) for v in value]
     try:
