@@ -32,7 +32,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from opentelemetry.propagators.textmap import Getter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -371,14 +371,15 @@ def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any
     """Wire request metrics, tracing and the exposition registry into `app` (the service's own metrics,
     such as the business events, are the app's: `app/main.py` makes them)."""
     from telltale.app.instrumentation.exposition import Renderer
-    from telltale.app.instrumentation.http_metrics import exposition_registry
+    from telltale.app.instrumentation.http_metrics import HttpMetrics, exposition_registry
     from telltale.app.instrumentation.request_stats import make_http_metrics
     from telltale.app.instrumentation.tracing import register_span_counters, setup_tracing
 
     http = make_http_metrics(registry)
     app.state.http_metrics = http
     register_span_counters(registry)
-    app.state.exposition_registry = exposition_registry(registry, health_collector, http)
+    # `http` is read there only under several workers, where make_http_metrics made an HttpMetrics
+    app.state.exposition_registry = exposition_registry(registry, health_collector, cast(HttpMetrics, http))
     app.state.renderer = Renderer(settings.metrics_render)
     tracer = setup_tracing(settings.otel_enabled, settings.otel_export_process)
     app.add_middleware(
