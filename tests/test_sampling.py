@@ -418,3 +418,11 @@ async def test_a_custom_id_generator_is_used_for_server_spans() -> None:
         assert [s.context.trace_id for s in q.finished()] == [0x1234, 0x1234]
     finally:
         q.queue.shutdown()
+
+
+def test_the_lean_path_turns_off_if_the_span_queue_ever_wants_on_start(
+    queued: Queued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert lean_path_refusal(queued.tracer) is None
+    monkeypatch.setattr(SpanQueue, "on_start", lambda self, span, parent_context=None: None)
+    assert lean_path_refusal(queued.tracer) == "SpanQueue.on_start does something"

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Tracer
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, Tracer
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -300,6 +300,8 @@ def lean_path_refusal(tracer: Any) -> str | None:
     processors = _compat.span_processors(tracer)
     if processors is None or len(processors) != 1 or type(processors[0]) is not SpanQueue:
         return "span processors other than one SpanQueue"
+    if SpanQueue.on_start is not SpanProcessor.on_start:  # the lean span never calls it
+        return "SpanQueue.on_start does something"
     limits = _compat.span_limits(tracer)
     if limits is None or any(getattr(limits, k) != v for k, v in DEFAULT_LIMITS.items()):
         return "non-default span limits"
