@@ -512,3 +512,15 @@ async def test_build_checks_wires_the_queue_check_only_when_queues_are_configure
     assert queue.client is not None and queue.pg_check is built["postgres"]
     assert queue.depth_degraded == 7
     assert not queue.critical
+
+
+async def test_sql_queue_without_a_database_says_which_setting_is_missing() -> None:
+    """It used to fail with `'NoneType' object has no attribute '_get_pool'`."""
+    check = QueueCheck("queue", [QueueSpec(name="jobs", backend="sql")], client=None, timeout=1.0)
+    runner = CheckRunner([check])
+    try:
+        result = (await runner.run()).results["queue"]
+    finally:
+        await runner.close()
+    assert result.status is Status.UNHEALTHY
+    assert "TELLTALE_DATABASE_URL" in (result.error or result.message)
