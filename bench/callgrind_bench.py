@@ -11,9 +11,10 @@ everything a window costs besides its requests cancel out.
 Why it repeats: PYTHONHASHSEED=0, `random` seeded before the first request, address-space
 randomisation off (`setarch -R`: with it on, type-cache and dict collisions by address moved bare's
 count by 0.2 % between runs), a fixed environment and every .pyc compiled before (either one changes
-the allocator's state when the requests begin, by about 0.1 %). Then two runs give the same count to
-the instruction. Callgrind counts instructions, not time, so other processes on the machine do not
-change the figure. What is left:
+the allocator's state when the requests begin, by about 0.1 %), and `time.time`/`time.perf_counter`
+pinned to clocks that advance per reading (durations and timestamps read from the wall made the count
+follow the machine's load). Then two runs give the same count to within an instruction per request.
+Callgrind counts instructions, not time, so other processes on the machine do not change the figure. What is left:
 the span queue's export thread (traced variants) takes the GIL by time, which can move their count by
 a few hundred instructions per request. Timers that would fire by wall time (the log flusher's 0.1 s,
 the span queue's 5 s) are set to an hour: under callgrind they would fire fifty times as often per
