@@ -48,6 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn(settings: Settings, warning: str, as_log_line: bool) -> None:
+    """The long-running commands write JSON lines (TELLTALE_LOG_FORMAT): their warning is one of them."""
+    if not as_log_line:
+        _say(warning)
+        return
+    import logging
+
+    from telltale.config.log_format import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level, settings.secrets())
+    logging.getLogger("telltale.settings").warning(" ".join(warning.removeprefix("warning: ").split()))
+
+
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
@@ -70,7 +83,7 @@ def run(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         return _fail(f"{exc}; {warning}" if warning else str(exc))
     if warning:
-        _say(warning)
+        _warn(settings, warning, as_log_line=args.command in ("serve", "exporter"))
     if args.command == "serve":
         return _serve(settings, args.workers)
     if args.command == "check":

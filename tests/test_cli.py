@@ -190,3 +190,23 @@ def test_unknown_variables_are_one_warning_line(
         "telltale: settings: sql queues need database_url; warning: unknown settings ignored: "
         "TELLTALE_DATABSE_URL (did you mean TELLTALE_DATABASE_URL?)\n"
     )
+
+
+def test_serve_writes_the_unknown_variable_warning_as_a_json_line() -> None:
+    """In `json` format every line of a long-running command is JSON, the settings warning included."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TELLTALE_")}
+    env = {**clean, "TELLTALE_HEATH_TOKEN": "s3cret-value", "TELLTALE_PORT": str(port), "TELLTALE_ACCESS_LOG": "0"}
+    proc = subprocess.Popen(
+        [*TELLTALE, "serve", "--log-format", "json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_port(port, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    lines = [json.loads(line) for line in (out + err).splitlines() if line.strip()]
+    warning = next(x for x in lines if "unknown settings" in x.get("message", ""))
+    assert warning["level"] in ("warning", "WARNING")
+    assert "TELLTALE_HEATH_TOKEN (did you mean TELLTALE_HEALTH_TOKEN?)" in warning["message"]
+    assert "s3cret-value" not in out + err
