@@ -26,7 +26,6 @@ middleware appends to directly. The span is ended through `ServerSpanEnd`, which
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import random
@@ -152,6 +151,7 @@ class _HeaderGetter(Getter[list[tuple[bytes, bytes]]]):
 
 _GETTER = _HeaderGetter()
 _now = time.perf_counter
+_getrandbits = random.getrandbits
 
 
 class _Tracing:
@@ -195,10 +195,10 @@ class _Tracing:
         """The request's server span (or the unsampled stand-in that carries its trace context), attached;
         returns how to end it (None: nothing to end) and the context token."""
         parent = self.extract(scope["headers"], getter=_GETTER) if traced_request else None
-        attributes: dict[str, Any] = {"http.request.method": method, "url.path": path}
         lean = self.lean
         end: ServerSpanEnd | None
         if lean is None:
+            attributes: dict[str, Any] = {"http.request.method": method, "url.path": path}
             span = self.tracer.start_span(method, context=parent, kind=self.kind, attributes=attributes)
             end = self.sdk_span_end(span) if span.is_recording() else None
             return end, self.attach(self.set_span(span, parent))
@@ -207,14 +207,16 @@ class _Tracing:
         remote = self.current_span(base).get_span_context() if base else None
         if remote is None and self.bound is not None:
             # a new root under a ratio sampler: the sampler's own test, without its call; a dropped
-            # request gets a span whose ids are drawn only if something asks for them
-            trace_id = self.new_trace_id()  # type: ignore[misc]
+            # request gets a span whose ids are drawn only if something asks for them, and no attributes
+            # (the dict is built only for a span that records). The draw is the random id generator's
+            # own (getrandbits(128)) as one C call; 0 is invalid, and the SDK draws again.
+            trace_id = _getrandbits(128) or self.new_trace_id()  # type: ignore[misc]
             if trace_id & 0xFFFFFFFFFFFFFFFF >= self.bound:
                 span, end = self.unsampled_root(trace_id, self.new_span_id), None  # type: ignore[arg-type]
             else:
-                span, end = lean.start_sampled_root(method, trace_id, attributes)
+                span, end = lean.start_sampled_root(method, trace_id, {"http.request.method": method, "url.path": path})
         else:
-            span, end = lean.start(method, parent, remote, attributes)
+            span, end = lean.start(method, parent, remote, {"http.request.method": method, "url.path": path})
         if self.span_key is None:
             return end, self.attach(self.set_span(span, parent))
         return end, self.attach(self.context_type({**base, self.span_key: span}))
@@ -359,12 +361,11 @@ class TelemetryMiddleware:
 
 
 def _trace_id_source() -> Callable[[], int]:
-    """The random id generator's trace-id draw as one C call (the lean path runs only with that generator)."""
+    """The random id generator's own trace-id draw: only called when the inline `getrandbits(128)` drew 0
+    (the lean path runs only with that generator)."""
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
-    fallback = RandomIdGenerator().generate_trace_id
-    draw = functools.partial(random.getrandbits, 128)
-    return lambda: draw() or fallback()  # 0 is invalid: the SDK draws again
+    return RandomIdGenerator().generate_trace_id
 
 
 def instrument_app(app: Any, settings: Any, registry: Any, health_collector: Any) -> None:
