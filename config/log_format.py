@@ -13,6 +13,7 @@ the same lines.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import sys
@@ -131,7 +132,7 @@ class BufferedLineHandler(logging.StreamHandler):
     def __init__(self, stream: Any = None, interval: float = 0.1) -> None:
         super().__init__(stream)
         self.interval = interval
-        self._pending: list[str] = []
+        self._pending: collections.deque[str] = collections.deque()
         self._size = 0
         self._wake = threading.Event()
         self._closed = False
@@ -143,34 +144,35 @@ class BufferedLineHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-            self._size += len(line)
-            urgent = (
-                record.levelno >= logging.WARNING
-                or self._size >= self.MAX_PENDING
-                or record.name in self.URGENT_LOGGERS
-            )
+        self._pending.append(line)
+        self._size += len(line)
+        urgent = (
+            record.levelno >= logging.WARNING or self._size >= self.MAX_PENDING or record.name in self.URGENT_LOGGERS
+        )
         if urgent:
             self.flush()
 
     def write_line(self, line: str) -> None:
-        """Queue an already formatted line (the access log's fast path)."""
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-            self._size += len(line)
-            full = self._size >= self.MAX_PENDING
-        if full:
+        """Queue an already formatted line (the access log's fast path): no lock, see `flush`."""
+        self._pending.append(line)
+        self._size += len(line)
+        if self._size >= self.MAX_PENDING:
             self.flush()
 
     def flush(self) -> None:
+        # Writers append to the deque without the lock (deque.append and popleft are atomic), so a line
+        # queued while this drains is either taken now or left for the next flush, never lost. `_size` is
+        # only the trigger for an early flush: a line counted across the reset makes it at most a line off.
+        pending = self._pending
         with self.lock:  # type: ignore[union-attr]
-            if not self._pending:
+            if not pending:
                 return
-            lines, self._pending, self._size = self._pending, [], 0
+            self._size = 0
+            popleft = pending.popleft
             chunk: list[str] = []
             size = 0
-            for line in lines:
+            while pending:
+                line = popleft()
                 if chunk and size + len(line) > self.MAX_PENDING:
                     self._write("".join(chunk))
                     chunk, size = [], 0

@@ -256,3 +256,61 @@ def test_warnings_are_log_lines() -> None:
         logging.captureWarnings(False)
     (record,) = lines(stream)
     assert record["logger"] == "py.warnings" and "warn-key" not in stream.getvalue()
+
+
+def test_fast_access_line_duration_context_argument_and_trace_join() -> None:
+    """Six-decimal durations equal the logging path's round(d, 6); a passed-in context is used; the trace
+    ids appear exactly when a span is current (the empty-context shortcut must not hide a real span)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from telltale.app.instrumentation.logs import RequestContext, write_access_line
+
+    durations = [0.0, 1e-06, 4.9e-07, 0.0012345, 0.1, 12.3456789, 3600.0000004]
+    stream = capture("json", [])
+    tracer = TracerProvider().get_tracer("test")
+    try:
+        for d in durations:
+            write_access_line("GET", "/r/{x}", "/r/1", 200, d, RequestContext(b"abc-1"))
+        with tracer.start_as_current_span("s") as span:
+            write_access_line("POST", "/r/{x}", "/r/2", 201, 0.5)
+            ids = span.get_span_context()
+        logging.getLogger().handlers[0].flush()
+    finally:
+        configure_logging("json", "info")
+    text = stream.getvalue()
+    got = lines(stream)
+    assert '"duration_seconds":0.000001,' in text
+    assert [r["duration_seconds"] for r in got[: len(durations)]] == [round(d, 6) for d in durations]
+    assert all(r["request_id"] == "abc-1" and "trace_id" not in r for r in got[: len(durations)])
+    traced = got[-1]
+    assert "request_id" not in traced and traced["message"] == "POST /r/{x} 201" and traced["status"] == 201
+    assert traced["trace_id"] == format(ids.trace_id, "032x") and traced["span_id"] == format(ids.span_id, "016x")
+
+
+def test_buffered_handler_loses_no_line_to_concurrent_flushes() -> None:
+    """write_line appends without the lock while the flusher drains: every line arrives, once, whole."""
+    import threading
+
+    from telltale.app.instrumentation.logs import BufferedLineHandler
+
+    stream = Recording()
+    handler = BufferedLineHandler(stream, interval=0.001)
+    per_thread = 3000
+
+    def writer(n: int) -> None:
+        for i in range(per_thread):
+            handler.write_line(f"{n}-{i}\n")
+            if i % 500 == 0:
+                handler.flush()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    handler.close()
+    written = stream.getvalue().splitlines()
+    assert sorted(written) == sorted(f"{n}-{i}" for n in range(4) for i in range(per_thread))
+    assert all(w.endswith("\n") and len(w) <= 3600 for w in stream.writes)
+    for n in range(4):  # each thread's lines keep their order
+        mine = [int(w.split("-")[1]) for w in written if w.startswith(f"{n}-")]
+        assert mine == sorted(mine)
