@@ -314,3 +314,25 @@ def test_buffered_handler_loses_no_line_to_concurrent_flushes() -> None:
     for n in range(4):  # each thread's lines keep their order
         mine = [int(w.split("-")[1]) for w in written if w.startswith(f"{n}-")]
         assert mine == sorted(mine)
+
+
+def test_fast_access_line_respects_the_access_loggers_level_and_disabled_flag() -> None:
+    """The fast path reads logging's level cache: a raised level or a disabled logger still writes nothing."""
+    from telltale.app.instrumentation.logs import write_access_line
+
+    stream = capture("json", [])
+    access = logging.getLogger("telltale.access")
+    try:
+        write_access_line("GET", "/a", "/a", 200, 0.1)  # fills the level cache with INFO: enabled
+        access.setLevel(logging.WARNING)
+        write_access_line("GET", "/b", "/b", 200, 0.1)
+        access.setLevel(logging.NOTSET)
+        access.disabled = True
+        write_access_line("GET", "/c", "/c", 200, 0.1)
+        access.disabled = False
+        logging.getLogger().handlers[0].flush()
+    finally:
+        access.setLevel(logging.NOTSET)
+        access.disabled = False
+        configure_logging("json", "info")
+    assert [r["route"] for r in lines(stream)] == ["/a"]
