@@ -152,6 +152,7 @@ class _HeaderGetter(Getter[list[tuple[bytes, bytes]]]):
 _GETTER = _HeaderGetter()
 _now = time.perf_counter
 _getrandbits = random.getrandbits
+_new_object = object.__new__
 
 
 class _Tracing:
@@ -313,7 +314,10 @@ class TelemetryMiddleware:
                 # `_Tracing.start` for a new root with an empty current context, inline (same steps)
                 trace_id = _getrandbits(128) or tracing.new_trace_id()  # type: ignore[misc]
                 if trace_id & 0xFFFFFFFFFFFFFFFF >= tracing.bound:  # type: ignore[operator]
-                    span: Any = tracing.unsampled_root(trace_id, tracing.new_span_id)  # type: ignore[arg-type]
+                    # UnsampledRootSpan(trace_id, new_span_id) without the type call and its __init__
+                    span: Any = _new_object(tracing.unsampled_root)
+                    span._trace_id = trace_id
+                    span._span_ids = tracing.new_span_id
                 else:
                     span, end = tracing.lean.start_sampled_root(  # type: ignore[union-attr]
                         method, trace_id, {"http.request.method": method, "url.path": path}
