@@ -9,6 +9,7 @@ have promtool || need+=(prometheus)
 have prometheus-alertmanager || need+=(prometheus-alertmanager)
 have podman || need+=(podman)
 have wrk || need+=(wrk)
+have valgrind || need+=(valgrind)
 have prometheus-postgres-exporter || need+=(prometheus-postgres-exporter)
 have prometheus-redis-exporter || need+=(prometheus-redis-exporter)
 [ ${#need[@]} -eq 0 ] && exit 0
