@@ -194,7 +194,7 @@ def write_access_line(
     if secrets or "=" in path or "@" in path or "earer" in path or "EARER" in path:
         path = redact(path, secrets)
         if request_id is not None:
-            request_id = redact(request_id, secrets)
+            request_id = redact(request_id, secrets)  # type: ignore[arg-type]
     if organization_id is not None:
         organization_id = redact(organization_id, secrets)
     head = _HEADS.get((method, route, status)) or _head(method, route, status)
@@ -202,7 +202,7 @@ def write_access_line(
     stamp = _MILLI[1] if _MILLI[0] == ms else _stamp(ms)
     line = f'{stamp}{head}{_json_str(path)},"status":{status},"duration_seconds":{duration:.6f}'
     if request_id is not None:
-        line += f',"request_id":{_json_str(request_id)}'
+        line += f',"request_id":{_json_str(request_id)}'  # type: ignore[arg-type]
         if organization_id is not None:
             line += f',"organization_id":{_json_str(organization_id)}'
     if _OTEL_CONTEXT is None or _OTEL_CONTEXT.get():  # an empty OpenTelemetry context holds no span

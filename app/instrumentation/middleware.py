@@ -322,7 +322,7 @@ class TelemetryMiddleware:
                     span, end = tracing.lean.start_sampled_root(  # type: ignore[union-attr]
                         method, trace_id, {"http.request.method": method, "url.path": path}
                     )
-                otel_token = tracing.attach(tracing.context_type({tracing.span_key: span}))
+                otel_token = tracing.attach(tracing.context_type({tracing.span_key: span}))  # type: ignore[dict-item]  # inline_root implies span_key
             else:
                 end, otel_token = tracing.start(scope, method, path, traced_request)
         if measured:  # inlined (as the record below): a call per request is measurable here

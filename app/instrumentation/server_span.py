@@ -114,7 +114,7 @@ class UnsampledRootSpan(NonRecordingSpan):
     The middleware makes it with `object.__new__` and sets `_trace_id` and `_span_ids` itself (the type
     call and this `__init__` were ~1,000 instructions per unsampled request); `_context` defaults here."""
 
-    _context: SpanContext | None = None
+    _context: SpanContext | None = None  # type: ignore[assignment]
 
     def __init__(self, trace_id: int, span_ids: Callable[[], int]) -> None:  # no super(): it wants the context
         self._trace_id = trace_id
