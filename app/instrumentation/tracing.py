@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from telltale.app import __version__
 from telltale.app.instrumentation import _compat
 from telltale.checks.base import Check, Result, Status
+from telltale.config.redact import redact_url
 
 log = logging.getLogger("telltale.telemetry")
 
@@ -167,6 +168,24 @@ def setup_tracing(enabled: bool = True, export_in_child: bool = True) -> Any:
     return _tracer
 
 
+def redact_client_span_url(span: Any, request: Any) -> None:
+    """httpx's spans carry the full URL and strip only cloud signature parameters: an `access_token=` or
+    `api_key=` of an HTTP dependency would reach the trace backend. Rewritten, redacted, before export."""
+    if span is None or not span.is_recording():
+        return
+    url = redact_url(request.url)
+    span.set_attribute("url.full", url)
+    if span.attributes and "http.url" in span.attributes:  # the old semantic conventions' name
+        span.set_attribute("http.url", url)
+
+
+async def _redact_client_span_url_async(span: Any, request: Any) -> None:
+    redact_client_span_url(span, request)
+
+
+_URL_HOOKS = {"request_hook": redact_client_span_url, "async_request_hook": _redact_client_span_url_async}
+
+
 def _instrument(provider: Any) -> None:
     for module, name in (
         ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
@@ -176,7 +195,8 @@ def _instrument(provider: Any) -> None:
         try:
             instrumentor = getattr(__import__(module, fromlist=[name]), name)()
             if not instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.instrument(tracer_provider=provider)
+                hooks = _URL_HOOKS if name == "HTTPXClientInstrumentor" else {}
+                instrumentor.instrument(tracer_provider=provider, **hooks)
         except Exception as exc:  # a missing optional instrumentation must not stop the service
             log.warning("instrumentation unavailable", extra={"instrumentation": module, "error": str(exc)})
 
