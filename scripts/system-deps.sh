@@ -12,6 +12,9 @@ have wrk || need+=(wrk)
 have valgrind || need+=(valgrind)
 have prometheus-postgres-exporter || need+=(prometheus-postgres-exporter)
 have prometheus-redis-exporter || need+=(prometheus-redis-exporter)
+have victoria-metrics || need+=(victoria-metrics)
+have prometheus-node-exporter || need+=(prometheus-node-exporter)
+have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "telltale: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
