@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint deps system-deps exporter demo clean
+.PHONY: run test bench lint deps system-deps exporter demo clean kubernetes
 
 # One progress line per step; pip's output goes to $(VENV)/install.log, shown (its tail) when a step fails.
 $(STAMP): pyproject.toml
@@ -39,6 +39,10 @@ lint: $(STAMP)
 	rm -rf build/typecheck/telltale && mkdir -p build/typecheck/telltale
 	for p in app checks config alerting exporter; do ln -sfn "$(CURDIR)/$$p" build/typecheck/telltale/$$p; done
 	cd build/typecheck && $(abspath $(VENV))/bin/mypy --config-file $(CURDIR)/pyproject.toml -p telltale
+
+# deploy/kubernetes/prometheusrule.yaml from prometheus/rules/*.yml (tests/test_kubernetes.py fails on drift).
+kubernetes: $(STAMP)
+	$(PY) deploy/kubernetes/generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
