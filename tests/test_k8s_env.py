@@ -9,11 +9,15 @@ cluster IP, `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT` (first port), `{SVC}_SERV
 from __future__ import annotations
 
 import ipaddress
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from telltale.app.cli import _parser
+from telltale.app.instrumentation.tracing import tracing_requested
 from telltale.config.exporter import load_exporter_settings
 from telltale.config.settings import load_settings
 from telltale.config.unknown import unknown_variables
@@ -87,11 +91,37 @@ def _pod_specs() -> list[dict[str, Any]]:
 
 
 def _clear_telltale_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in list(os.environ):
-        if name.upper().startswith("TELLTALE_"):
+        if name.upper().startswith(("TELLTALE_", "OTEL_")):
             monkeypatch.delenv(name)
+
+
+def _image_env() -> dict[str, str]:
+    """The Dockerfile's `ENV`: what every container of the telltale image starts with, under its own env."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def _listen_address(args: list[str]) -> tuple[str, int]:
+    """Where `telltale <args>` binds under the current environment: the CLI's own parser, then the settings."""
+    parsed = _parser().parse_args(args)
+    if parsed.command == "serve":
+        s = load_settings(host=parsed.host, port=parsed.port)
+        return s.host, s.port
+    assert parsed.command == "exporter", args
+    xs = load_exporter_settings(host=parsed.host, port=parsed.port)
+    return xs.host, xs.port
+
+
+def _reachable(host: str) -> bool:
+    """Bound where another container or pod can connect: not a loopback address."""
+    return host not in {"localhost", ""} and not ipaddress.ip_address(host).is_loopback
 
 
 def _all_links(services: list[dict[str, Any]]) -> dict[str, str]:
@@ -171,6 +201,7 @@ def test_each_container_starts_with_its_manifest_env(tmp_path: Path, monkeypatch
         for container in spec["containers"]:
             _clear_telltale_env(monkeypatch)
             env = dict(links)
+            env.update(_image_env())
             for var in container.get("env", []):
                 value = str(var["value"])
                 env[var["name"]] = str(files[value]) if var["name"].endswith("_FILE") else value
@@ -180,6 +211,10 @@ def test_each_container_starts_with_its_manifest_env(tmp_path: Path, monkeypatch
             s = load_settings()
             load_exporter_settings()
             assert unknown_variables() == {}
+            # the declared port is served where Prometheus and the Service can reach it
+            host, port = _listen_address(container["args"])
+            assert _reachable(host), f"{container['name']} binds {host}: unreachable from outside the pod"
+            assert port in {p["containerPort"] for p in container["ports"]}, container["name"]
             if any(v["name"] == "TELLTALE_HEALTH_TOKEN_FILE" for v in container.get("env", [])):
                 assert s.health_token is not None
             checked += 1
@@ -192,11 +227,13 @@ def test_compose_services_load_their_settings(tmp_path: Path, monkeypatch: pytes
     samples = {"database_url": "postgresql://telltale:pw@postgres:5432/platform", "token": "compose-token"}
     checked = 0
     for name, svc in compose["services"].items():
-        env = {k: str(v) for k, v in (svc.get("environment") or {}).items() if k.startswith("TELLTALE_")}
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items() if k.startswith(("TELLTALE_", "OTEL_"))}
         if not env:
             continue
         assert "env_file" not in svc, f"{name}: secrets go through compose secrets and *_FILE"
         _clear_telltale_env(monkeypatch)
+        for var, value in _image_env().items():
+            monkeypatch.setenv(var, value)
         for var, value in env.items():
             if var.endswith("_FILE"):
                 secret = value.removeprefix("/run/secrets/")
@@ -208,5 +245,13 @@ def test_compose_services_load_their_settings(tmp_path: Path, monkeypatch: pytes
         load_settings()
         load_exporter_settings()
         assert unknown_variables() == {}
+        host, port = _listen_address(svc["command"])
+        assert _reachable(host), f"{name} binds {host}: unreachable from the other containers"
+        published = {int(str(p).rsplit(":", 1)[-1]) for p in svc.get("ports", [])} | set(
+            map(int, svc.get("expose", []))
+        )
+        assert port in published, name
+        # traces: on wherever an OTLP endpoint is given (Tempo's, for the service)
+        assert tracing_requested() == ("OTEL_EXPORTER_OTLP_ENDPOINT" in env), name
         checked += 1
     assert checked == 2
