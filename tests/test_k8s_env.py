@@ -135,6 +135,10 @@ def test_the_manifests_have_services() -> None:
     assert MANIFESTS and _services()
     names = set(_all_links(_services()))
     assert {"TELLTALE_PORT", "TELLTALE_SERVICE_HOST", "TELLTALE_PORT_8000_TCP_ADDR"} <= names
+    # every shipped Service's links are in the environment the settings tests load under
+    for svc in _services():
+        prefix = _env_name(svc["metadata"]["name"])
+        assert {f"{prefix}_SERVICE_HOST", f"{prefix}_PORT"} <= names, svc["metadata"]["name"]
 
 
 def test_every_pod_turns_service_links_off() -> None:
