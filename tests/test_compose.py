@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import yaml
 
-from tests.servers import free_port, wait_ready
+from tests.servers import PostgresServer, free_port, pg_bin, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -454,3 +454,79 @@ def test_victoriametrics_starts_with_a_year_of_retention(running: dict[str, str]
         "retention flag not in effect"
     )
     assert re.search(r'flag\{name="dedup.minScrapeInterval", value="15s", is_set="true"\}', flags)
+
+
+# --- the compose Postgres's first start: the role Telltale connects as -----------------------------------------
+
+
+def _init_postgres(server: PostgresServer, dsn: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """What the postgres image's entrypoint does with ./deploy/sql: each file in name order, .sql through psql,
+    an executable .sh run with the entrypoint's variables (here pointed at the test server over TCP)."""
+    secret = tmp_path / "telltale_database_url"
+    secret.write_text(dsn + "\n")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(pg_bin('psql')).parent}:{os.environ['PATH']}",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(server.port),
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": "postgres",
+        "TELLTALE_DATABASE_URL_FILE": str(secret),
+    }
+    proc = None
+    for path in sorted((ROOT / "deploy" / "sql").iterdir()):
+        if path.suffix == ".sql":
+            server.psql_file(path)
+        else:
+            assert path.suffix == ".sh" and os.access(path, os.X_OK), f"{path.name}: the entrypoint would source it"
+            proc = subprocess.run([str(path)], env=env, capture_output=True, text=True, timeout=60)
+    assert proc is not None
+    return proc
+
+
+async def test_the_first_start_makes_the_role_the_dsn_names_and_the_exporter_reads_as_it(
+    own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+    from telltale.config.exporter import load_exporter_settings
+    from telltale.config.settings import load_settings
+    from telltale.exporter.main import create_exporter
+
+    proc = _init_postgres(own_postgres, "postgresql://telltale:s3cret-pw@postgres:5432/platform", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    row = own_postgres.psql(
+        "select rolcanlogin, rolsuper, rolpassword like 'SCRAM-SHA-256$%',"
+        " pg_has_role('telltale', 'pg_monitor', 'member') from pg_authid where rolname = 'telltale'"
+    )
+    assert row == "t|f|t|t"
+    # the exporter as that role (trust auth here: the password is checked above, the privileges here)
+    app = create_exporter(
+        load_settings(database_url=own_postgres.dsn_for("postgres", user="telltale")), load_exporter_settings()
+    )
+    try:
+        text = await app.exporter.scrape()
+    finally:
+        await app.aclose()
+    success = {
+        (s.name, s.labels.get("collector") or s.labels.get("query")): s.value
+        for family in text_string_to_metric_families(text.decode() if isinstance(text, bytes) else text)
+        for s in family.samples
+        if s.name in {"telltale_exporter_collector_success", "telltale_exporter_query_success"}
+    }
+    assert success[("telltale_exporter_collector_success", "postgres")] == 1
+    assert success[("telltale_exporter_collector_success", "sql")] == 1
+    queries = {k: v for k, v in success.items() if k[0] == "telltale_exporter_query_success"}
+    assert queries and all(v == 1 for v in queries.values()), queries
+
+
+def test_a_superuser_dsn_makes_no_role_and_a_role_without_password_is_refused(
+    own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    proc = _init_postgres(own_postgres, "postgresql://postgres:pw@postgres:5432/platform", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert own_postgres.psql("select count(*) from pg_roles where not rolname ~ '^(pg_|postgres$)'") == "0"
+    for path in (ROOT / "deploy" / "sql").glob("*.sh"):
+        (tmp_path / "telltale_database_url").write_text("postgresql://telltale@postgres:5432/platform\n")
+        env = {**os.environ, "TELLTALE_DATABASE_URL_FILE": str(tmp_path / "telltale_database_url")}
+        proc = subprocess.run([str(path)], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and "without a password" in proc.stderr
