@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,10 @@ def test_every_object_is_builtin_or_the_operators() -> None:
     assert custom == {(OPERATOR_API, "ServiceMonitor"), (OPERATOR_API, "PrometheusRule")}
 
 
-def test_images_are_pinned() -> None:
+def test_images_are_pinned_to_the_projects_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     for container in CONTAINERS.values():
-        image = container["image"]
-        assert ":" in image and not image.endswith(":latest"), f"{container['name']}: {image}"
+        assert container["image"] == f"telltale:{version}", container["name"]
 
 
 # --- the Prometheus Operator's objects ---------------------------------------------------------------------------
