@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint deps system-deps exporter demo clean
+.PHONY: run test bench lint deps system-deps exporter demo clean dashboards
 
 # One progress line per step; pip's output goes to $(VENV)/install.log, shown (its tail) when a step fails.
 $(STAMP): pyproject.toml
@@ -28,6 +28,10 @@ demo: system-deps $(STAMP)
 test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
+
+# Grafana dashboards from code (grafana/dashgen) into grafana/dashboards/<Folder>/<uid>.json (committed).
+dashboards: $(STAMP)
+	$(PY) -m grafana.dashgen
 
 bench: system-deps $(STAMP)
 	$(VENV)/bin/python -m bench
