@@ -43,6 +43,7 @@ lint: $(STAMP)
 	rm -rf build/typecheck/telltale && mkdir -p build/typecheck/telltale
 	for p in app checks config alerting exporter; do ln -sfn "$(CURDIR)/$$p" build/typecheck/telltale/$$p; done
 	cd build/typecheck && $(abspath $(VENV))/bin/mypy --config-file $(CURDIR)/pyproject.toml -p telltale
+	$(VENV)/bin/mypy --config-file pyproject.toml grafana/dashgen
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

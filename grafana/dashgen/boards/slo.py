@@ -36,7 +36,8 @@ def build() -> Board:
         b.row(f"{name}: objective {100 * (1 - budget):g}% over 30 days")
         b.stat(
             f"{name} SLI (5m)",
-            f"Share of requests not {bad} over the last 5 minutes; the objective is {100 * (1 - budget):g}%.",
+            f"Share of requests not {bad} over the last 5 minutes; the objective is {100 * (1 - budget):g}% "
+            f"(1 - the error budget {alert} divides by).",
             "percentunit",
             [Q(f"1 - {sel.format('5m')}", "SLI")],
             thresholds=_objective(budget, alert),
@@ -68,7 +69,8 @@ def build() -> Board:
         )
         b.timeseries(
             f"{name} SLI",
-            f"Share of requests not {bad}, over 5 minutes and 1 hour, against the objective.",
+            f"Share of requests not {bad}, over 5 minutes and 1 hour, against the objective (1 - {alert}'s "
+            "error budget).",
             "percentunit",
             [Q(f"1 - {sel.format(w)}", w) for w in ("5m", "1h")],
             thresholds=_objective(budget, alert),
