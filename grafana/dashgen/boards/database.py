@@ -149,7 +149,11 @@ def build() -> Board:
         "s",
         [
             Q("telltale_postgres_oldest_transaction_age_seconds", "oldest transaction"),
-            Q("telltale_postgres_replication_lag_seconds", "replication lag"),
+            Q(
+                "telltale_postgres_replication_lag_seconds",
+                "replication lag",
+                empty="reported by replicas only (a primary has no replay lag)",
+            ),
         ],
     )
 
