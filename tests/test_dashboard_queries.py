@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from grafana.dashgen.catalog import BLACKBOX_EXPORTER, NODE_EXPORTER, PROMETHEUS_PER_TARGET, PROMETHEUS_SELF
 from grafana.dashgen.queries import panel_queries, to_promql, variable_queries
 from tests.servers import (
     BlackboxExporterServer,
@@ -59,7 +60,7 @@ def _rules() -> dict[str, str]:
     }
 
 
-def _config(service: int, exporter: int, node: int, blackbox: int) -> str:
+def _config(prometheus: int, service: int, exporter: int, node: int, blackbox: int) -> str:
     def job(name: str, port: int) -> dict:
         return {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
 
@@ -67,6 +68,7 @@ def _config(service: int, exporter: int, node: int, blackbox: int) -> str:
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "rule_files": ["rules/*.yml"],
         "scrape_configs": [
+            job("prometheus", prometheus),
             job("telltale", service),
             job("telltale-exporter", exporter),
             job("node", node),
@@ -139,8 +141,11 @@ class Stack:
         )
         wait_port(self.service_port, 30)
         wait_port(self.exporter_port, 30)
+        prom_port = free_port()
         self.prom = PrometheusServer(
-            _config(self.service_port, self.exporter_port, self.node.port, self.blackbox.port), _rules()
+            _config(prom_port, self.service_port, self.exporter_port, self.node.port, self.blackbox.port),
+            _rules(),
+            port=prom_port,
         ).start()
         self.base = f"http://127.0.0.1:{self.service_port}"
 
@@ -237,3 +242,22 @@ def test_the_organization_view_shows_only_the_chosen_tenant(stack: Stack) -> Non
             continue
         for series in stack.query(to_promql(q.expr, {"organization": ["Globex"]}, rate_interval="30s")):
             assert series["metric"].get("organization", "Globex") == "Globex", (q.panel, series)
+
+
+def _names(exposition: str) -> set[str]:
+    return {line.split("{")[0].split(" ")[0] for line in exposition.splitlines() if line and line[0] != "#"}
+
+
+def test_the_exporter_names_the_lint_accepts_are_the_real_binaries(stack: Stack) -> None:
+    """The lint's lists of node-exporter, blackbox-exporter and Prometheus names (grafana/dashgen/catalog.py)
+    hold only names these versions really expose."""
+    node = _names(httpx.get(f"{stack.node.url}/metrics", timeout=10).text)
+    probe = httpx.get(
+        f"{stack.blackbox.url}/probe", params={"module": "http_2xx", "target": f"{stack.base}/health/live"}, timeout=10
+    )
+    prometheus = _names(httpx.get(f"{stack.prom.url}/metrics", timeout=10).text)
+    assert NODE_EXPORTER - node == set()
+    assert BLACKBOX_EXPORTER - _names(probe.text) == set()
+    assert PROMETHEUS_SELF - prometheus == set()
+    per_target = {s["metric"]["__name__"] for s in stack.query('{job="telltale", __name__=~"up|scrape_.*"}')}
+    assert PROMETHEUS_PER_TARGET - per_target == set()

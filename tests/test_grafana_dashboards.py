@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,7 @@ def test_queries_that_may_be_empty_say_why() -> None:
 
 
 # --- (3) thresholds are the alert rules' numbers ------------------------------------------------------
+@cache
 def _rules_by_alert() -> dict[str, list[dict[str, Any]]]:
     by: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(RULES.glob("*.yml")):

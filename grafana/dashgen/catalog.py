@@ -1,6 +1,7 @@
 """Metric names a dashboard may query: those Telltale documents (docs/metrics.md), the recording rules'
-series, node-exporter 1.5's and blackbox-exporter 0.23's names used here, and Prometheus's per-target
-series. A query naming anything else is a typo or a metric that does not exist."""
+series, node-exporter 1.5's and blackbox-exporter 0.23's names (http prober), and Prometheus's per-target
+series and a few of its own. tests/test_dashboard_queries.py checks the exporters' and Prometheus's names
+against the real binaries' output. A query naming anything else is a typo or a metric that does not exist."""
 
 from __future__ import annotations
 
@@ -86,10 +87,20 @@ BLACKBOX_EXPORTER = frozenset(
         "probe_http_version",
         "probe_http_ssl",
         "probe_http_redirects",
-        "probe_ssl_earliest_cert_expiry",
         "probe_dns_lookup_time_seconds",
         "probe_ip_protocol",
         "probe_failed_due_to_regex",
+    }
+)
+
+# Prometheus's own metrics (job "prometheus", the server scraping itself), those the dashboards use.
+PROMETHEUS_SELF = frozenset(
+    {
+        "prometheus_tsdb_head_series",
+        "prometheus_rule_evaluation_failures_total",
+        "prometheus_rule_group_last_duration_seconds",
+        "prometheus_rule_group_iterations_missed_total",
+        "prometheus_notifications_dropped_total",
     }
 )
 
@@ -118,4 +129,6 @@ def documented() -> frozenset[str]:
 
 
 def known_metrics() -> frozenset[str]:
-    return documented() | recorded_series() | NODE_EXPORTER | BLACKBOX_EXPORTER | PROMETHEUS_PER_TARGET
+    return (
+        documented() | recorded_series() | NODE_EXPORTER | BLACKBOX_EXPORTER | PROMETHEUS_PER_TARGET | PROMETHEUS_SELF
+    )

@@ -20,6 +20,12 @@ def build() -> Board:
     )
     b.row("Probes and checks")
     b.timeseries(
+        "Health check latency",
+        "How long each of the service's health checks took on its last run (its probes of the dependencies).",
+        "s",
+        [Q('telltale_health_check_duration_seconds{job="telltale"}', "{{check}}")],
+    )
+    b.timeseries(
         "Probe duration",
         "Blackbox probe duration per endpoint and HTTP phase (resolve, connect, tls, processing, transfer).",
         "s",
@@ -89,6 +95,42 @@ def build() -> Board:
             Q('process_open_fds{job="telltale"} / process_max_fds{job="telltale"}', "fds used / max"),
         ],
     )
+    b.row("Prometheus")
+    b.timeseries(
+        "Rule evaluation failures",
+        "Failed rule evaluations per second by rule group: an alert that cannot evaluate cannot fire.",
+        "ops",
+        [
+            Q(
+                'sum by (rule_group) (rate(prometheus_rule_evaluation_failures_total{job="prometheus"}'
+                "[$__rate_interval]))",
+                "{{rule_group}}",
+            )
+        ],
+    )
+    b.timeseries(
+        "Rule group evaluation time",
+        "How long each rule group's last evaluation took, and evaluations missed because the previous one ran "
+        "too long.",
+        "s",
+        [
+            Q('prometheus_rule_group_last_duration_seconds{job="prometheus"}', "{{rule_group}}"),
+            Q(
+                'sum(rate(prometheus_rule_group_iterations_missed_total{job="prometheus"}[$__rate_interval]))',
+                "missed per second",
+            ),
+        ],
+    )
+    b.timeseries(
+        "Head series and dropped notifications",
+        "Series in Prometheus's head block (its memory cost) and alert notifications dropped per second.",
+        "short",
+        [
+            Q('prometheus_tsdb_head_series{job="prometheus"}', "head series"),
+            Q('rate(prometheus_notifications_dropped_total{job="prometheus"}[$__rate_interval])', "dropped"),
+        ],
+    )
+
     b.row("Tracing and events")
     b.timeseries(
         "Spans exported and dropped",

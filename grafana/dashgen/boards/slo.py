@@ -45,14 +45,15 @@ def build() -> Board:
         b.stat(
             f"{name} error budget left (30d)",
             f"Share of the 30-day error budget ({100 * budget:g}% of requests {bad}) not yet spent: 1 - the "
-            "mean bad ratio over 30 days / the budget. Below 0 the objective is missed.",
+            "mean bad ratio over 30 days / the budget. Below 0 the objective is missed. Colours (no alert rule): "
+            "red when spent, orange under 25% left.",
             "percentunit",
             [Q(f"1 - avg_over_time({sel.format('5m')}[30d]) / {budget:g}", "budget left")],
             thresholds=Thresholds(((None, RED), (0, "orange"), (0.25, GREEN)), ()),
         )
         b.stat(
             f"{name} error budget left (time range)",
-            "The same over the dashboard's time range only.",
+            "The same over the dashboard's time range only (colours: red when spent, orange under 25% left).",
             "percentunit",
             [Q(f"1 - avg_over_time({sel.format('5m')}[$__range]) / {budget:g}", "budget left")],
             thresholds=Thresholds(((None, RED), (0, "orange"), (0.25, GREEN)), ()),
