@@ -124,7 +124,7 @@ class Board:
             .label(label)
             .description(description)
             .datasource(DS)
-            .query({"query": query, "refId": f"{name}-variable", "qryType": 1})
+            .query(query)  # a string Grafana's Prometheus plugin parses itself (label_values(selector, label))
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(model.VariableSort.ALPHABETICAL_ASC)
             .multi(True)

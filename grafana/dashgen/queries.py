@@ -70,7 +70,7 @@ def variable_queries() -> list[VariableQuery]:
         for var in doc["templating"]["list"]:
             if var["type"] != "query":
                 continue
-            m = _LABEL_VALUES.match(var["query"]["query"])
+            m = _LABEL_VALUES.match(var["query"])
             if not m:
                 raise ValueError(f"{doc['uid']}: variable {var['name']} is not label_values(selector, label)")
             out.append(VariableQuery(doc["uid"], var["name"], m["selector"], m["label"]))
