@@ -13,7 +13,7 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import common as sdk_common
 from grafana_foundation_sdk.builders import dashboard as sdk
-from grafana_foundation_sdk.builders import gauge, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode, StackingMode
@@ -202,23 +202,6 @@ class Board:
         p = self._common(p, title, description, unit, thresholds or fixed((None, GREEN)))
         if mappings:
             p = p.mappings(mappings)
-        self._items.append(("panel", p.targets(self._targets(title, queries, instant=True))))
-
-    def gauge(
-        self,
-        title: str,
-        description: str,
-        unit: str,
-        queries: list[Q],
-        *,
-        width: int = 6,
-        height: int = 6,
-        thresholds: Thresholds | None = None,
-        min_value: float = 0,
-        max_value: float = 1,
-    ) -> None:
-        p = gauge.Panel().span(width).height(height).min(min_value).max(max_value)
-        p = self._common(p, title, description, unit, thresholds or fixed((None, GREEN)))
         self._items.append(("panel", p.targets(self._targets(title, queries, instant=True))))
 
     # --- the document -----------------------------------------------------------------------------
