@@ -19,7 +19,7 @@ import yaml
 
 from grafana.dashgen.catalog import known_metrics
 from grafana.dashgen.generate import boards, write
-from grafana.dashgen.queries import panel_queries, to_promql, variable_queries
+from grafana.dashgen.queries import panel_queries, to_promql
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "grafana" / "dashboards"
@@ -43,6 +43,23 @@ def _panels(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 DASHBOARDS = _dashboards()
+
+
+def _targets() -> list[tuple[str, str, str]]:
+    """(uid, panel title, expression) of every panel query of the committed JSON."""
+    return [(d["uid"], p["title"], t["expr"]) for d in DASHBOARDS.values() for p in _panels(d) for t in p["targets"]]
+
+
+def _variable_selectors() -> list[tuple[str, str, str]]:
+    """(uid, variable name, series selector) of every `label_values(selector, label)` query variable."""
+    out = []
+    for d in DASHBOARDS.values():
+        for var in d["templating"]["list"]:
+            if var["type"] == "query":
+                m = re.fullmatch(r"label_values\((.+),\s*([a-zA-Z_]\w*)\)", var["query"])
+                assert m, f"{d['uid']}: variable {var['name']}: {var['query']}"
+                out.append((d["uid"], var["name"], m.group(1)))
+    return out
 
 
 def _call_arguments(expr: str, functions: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -170,9 +187,7 @@ def test_dashboards_link_to_each_other_by_tag_keeping_time_and_variables() -> No
 
 def test_every_metric_a_query_names_is_known() -> None:
     known = known_metrics()
-    exprs = [(q.uid, q.panel, q.expr) for q in panel_queries()]
-    exprs += [(v.uid, v.name, v.selector) for v in variable_queries()]
-    for uid, where, expr in exprs:
+    for uid, where, expr in _targets() + _variable_selectors():
         unknown = metric_names(expr) - known
         assert not unknown, f"{uid}: {where}: unknown metric(s) {unknown} in {expr}"
 
@@ -190,8 +205,8 @@ def test_every_expression_parses(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool not found: run `make system-deps`")
-    exprs = [to_promql(q.expr, {"instance": ["a:1"], "organization": "$__all"}) for q in panel_queries()]
-    exprs += [to_promql(v.selector) for v in variable_queries()]
+    exprs = [to_promql(e, {"instance": ["a:1"], "organization": "$__all"}) for _, _, e in _targets()]
+    exprs += [to_promql(selector) for _, _, selector in _variable_selectors()]
     rules = [{"record": f"dashboard_query_{i}", "expr": e} for i, e in enumerate(exprs)]
     path = tmp_path / "dashboards.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
