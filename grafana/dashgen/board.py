@@ -35,6 +35,7 @@ class Q:
     expr: str
     legend: str = ""
     empty: str | None = None
+    exemplars: bool = False  # show the histogram's exemplars: a click on one opens its trace in Tempo
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ class Board:
             ref = chr(ord("A") + i)
             t = prometheus.Dataquery().expr(q.expr).legend_format(q.legend or "__auto").ref_id(ref).datasource(DS)
             t = t.instant() if instant else t.range()
+            if q.exemplars:
+                t = t.exemplar(True)
             if q.empty:
                 self.empty[(title, ref)] = q.empty
             targets.append(t)

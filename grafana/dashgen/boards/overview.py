@@ -14,6 +14,7 @@ def _quantile(q: float) -> Q:
         f"histogram_quantile({q}, sum by (route, le) "
         f"(rate(http_request_duration_seconds_bucket{{{SVC}}}[$__rate_interval])))",
         f"p{round(q * 100)} {{{{route}}}}",
+        exemplars=True,
     )
 
 
@@ -118,7 +119,7 @@ def build() -> Board:
     b.timeseries(
         "Latency p50 / p95 / p99 by route",
         "Response time quantiles by route from the request-duration histogram (Duration); HighResponseTime "
-        "alerts on the overall p95.",
+        "alerts on the overall p95. The dots are exemplars: a sampled request's trace, one click away in Tempo.",
         "s",
         [_quantile(0.5), _quantile(0.95), _quantile(0.99)],
         thresholds=above("HighResponseTime"),

@@ -40,6 +40,7 @@ def build() -> Board:
             f"(1 - the error budget {alert} divides by).",
             "percentunit",
             [Q(f"1 - {sel.format('5m')}", "SLI")],
+            width=8,
             thresholds=_objective(budget, alert),
         )
         b.stat(
@@ -49,6 +50,7 @@ def build() -> Board:
             "red when spent, orange under 25% left.",
             "percentunit",
             [Q(f"1 - avg_over_time({sel.format('5m')}[30d]) / {budget:g}", "budget left")],
+            width=8,
             thresholds=Thresholds(((None, RED), (0, "orange"), (0.25, GREEN)), ()),
         )
         b.stat(
@@ -56,6 +58,7 @@ def build() -> Board:
             "The same over the dashboard's time range only (colours: red when spent, orange under 25% left).",
             "percentunit",
             [Q(f"1 - avg_over_time({sel.format('5m')}[$__range]) / {budget:g}", "budget left")],
+            width=8,
             thresholds=Thresholds(((None, RED), (0, "orange"), (0.25, GREEN)), ()),
         )
         b.stat(
@@ -65,7 +68,7 @@ def build() -> Board:
             "the two lowest (1d with 2h, 3d with 6h).",
             "suffix:x",
             [Q(f"{sel.format(w)} / {budget:g}", w) for w in WINDOWS],
-            width=6,
+            width=24,
             thresholds=burn_rate_thresholds(alert),
         )
         b.timeseries(
