@@ -162,6 +162,17 @@ def test_counters_are_only_used_inside_rate_functions(rel: str) -> None:
             assert not bare, f"{rel}: {panel['title']} uses counters {bare} outside rate/irate/increase"
 
 
+@pytest.mark.parametrize("rel", DASHBOARDS)
+def test_panels_fit_the_24_column_grid_without_overlapping(rel: str) -> None:
+    taken: dict[tuple[int, int], str] = {}
+    for panel in DASHBOARDS[rel]["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, f"{rel}: {panel['title']} runs past the grid"
+        for cell in ((x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])):
+            assert cell not in taken, f"{rel}: {panel['title']} overlaps {taken[cell]}"
+            taken[cell] = panel["title"]
+
+
 def test_uids_are_fixed_unique_and_name_the_file() -> None:
     uids = [d["uid"] for d in DASHBOARDS.values()]
     assert len(uids) == len(set(uids))
