@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint deps system-deps exporter demo clean kubernetes
+.PHONY: run test bench lint deps system-deps exporter demo clean kubernetes dashboards
 
 # One progress line per step; pip's output goes to $(VENV)/install.log, shown (its tail) when a step fails.
 $(STAMP): pyproject.toml
@@ -29,6 +29,10 @@ test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 
+# Grafana dashboards from code (grafana/dashgen) into grafana/dashboards/<Folder>/<uid>.json (committed).
+dashboards: $(STAMP)
+	$(PY) -m grafana.dashgen
+
 bench: system-deps $(STAMP)
 	$(VENV)/bin/python -m bench
 
@@ -39,6 +43,7 @@ lint: $(STAMP)
 	rm -rf build/typecheck/telltale && mkdir -p build/typecheck/telltale
 	for p in app checks config alerting exporter; do ln -sfn "$(CURDIR)/$$p" build/typecheck/telltale/$$p; done
 	cd build/typecheck && $(abspath $(VENV))/bin/mypy --config-file $(CURDIR)/pyproject.toml -p telltale
+	$(VENV)/bin/mypy --config-file pyproject.toml grafana/dashgen
 
 # deploy/kubernetes/prometheusrule.yaml from prometheus/rules/*.yml (tests/test_kubernetes.py fails on drift).
 kubernetes: $(STAMP)

@@ -438,3 +438,41 @@ class WebhookRecorder:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass
+class NodeExporterServer(_Process):
+    """Debian's real prometheus-node-exporter (1.5) on a free loopback port, default collectors."""
+
+    port: int = field(default_factory=free_port)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-node-exporter-")))
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> NodeExporterServer:
+        self._launch(
+            [_binary("prometheus-node-exporter", "node_exporter"), f"--web.listen-address=127.0.0.1:{self.port}"]
+        )
+        wait_ready(f"{self.url}/metrics")
+        return self
+
+
+@dataclass
+class BlackboxExporterServer(_Process):
+    """Debian's real prometheus-blackbox-exporter (0.23) on a free loopback port, with an http_2xx module."""
+
+    port: int = field(default_factory=free_port)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telltale-blackbox-")))
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> BlackboxExporterServer:
+        cfg = self.root / "blackbox.yml"
+        cfg.write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n")
+        self._launch(
+            [
+                _binary("prometheus-blackbox-exporter", "blackbox_exporter"),
+                f"--config.file={cfg}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ]
+        )
+        wait_ready(f"{self.url}/metrics")
+        return self
