@@ -90,7 +90,7 @@ def relabel(target: dict[str, str], rules: tuple[dict[str, Any], ...]) -> dict[s
         action = rule.get("action", "replace")
         value = rule.get("separator", ";").join(labels.get(s, "") for s in rule.get("source_labels", []))
         m = re.fullmatch(rule.get("regex", "(.*)"), value)
-        if action == "keep" and m is None or action == "drop" and m is not None:
+        if (action == "keep" and m is None) or (action == "drop" and m is not None):
             return None
         if action == "replace":
             if m is not None:

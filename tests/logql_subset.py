@@ -184,6 +184,14 @@ def parse_metric(expr: str) -> MetricRule:
     return _Parser(expr).metric()
 
 
+def parse_log_query(expr: str) -> LogQuery:
+    parser = _Parser(expr)
+    query = parser.log_query()
+    if parser.peek()[0] != "eof":
+        raise LogQLError(f"unexpected {parser.peek()[1]!r} after the log query")
+    return query
+
+
 def _json_value(value: Any) -> str:
     """A JSON value as Loki's json parser turns it into a label value."""
     if isinstance(value, str):

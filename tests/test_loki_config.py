@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,10 @@ import yaml
 
 from tests.alloy_syntax import Block, Ref, exports, parse, references
 from tests.log_pipelines import COMPOSE_SERVICE, Pipeline, apply, from_alloy, from_promtail, relabel
-from tests.logql_subset import Entry, evaluate, parse_metric, run_query
+from tests.logql_subset import Entry, evaluate, parse_log_query, parse_metric, run_query
 from tests.otlp_receiver import OtlpReceiver
 from tests.servers import free_port, wait_port
+from tests.test_grafana_provisioning import datasources
 from tests.test_prometheus_config import RUNBOOK_PREFIX, TEAMS, runbook_anchors, tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,9 +105,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+@dataclass
+class Run:
+    lines: dict[str, list[str]]  # stdout lines by compose service name
+    spans: list[dict[str, Any]]  # what the service exported to the OTLP receiver
+    openmetrics: str  # the service's /metrics in OpenMetrics, exemplars included
+
+
 @pytest.fixture(scope="module")
-def telltale_lines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[str]]]:
-    """Every stdout line of a real service and exporter, by compose service name.
+def telltale_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """Every stdout line of a real service and exporter, the service's spans and its /metrics.
 
     The service traces to a local OTLP receiver (so lines carry trace_id/span_id), its database is a
     port nobody listens on (so /health/detailed answers 503), and its Alertmanager URL points at the
@@ -146,16 +155,23 @@ def telltale_lines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
             headers = {"Authorization": "Bearer ingest-token", "X-Request-ID": "loki-test-1"}
             statuses.append(c.post("/api/v1/events", headers=headers, json={"events": [event]}).status_code)
             statuses.append(c.get("/nosuch").status_code)
+            openmetrics = c.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text
         assert statuses == [401] * UNAUTHORIZED + [503] * FAILING + [202, 404], statuses
         httpx.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=15).raise_for_status()
         deadline = time.monotonic() + 15
         while '"level":"error"' not in out["telltale"].read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
+        spans = receiver.wait_for(lambda spans: any(s["trace_id"] == TRACE_ID for s in spans))
     finally:
         _stop(service)
         _stop(exporter)
         receiver.stop()
-    yield {name: path.read_text().splitlines() for name, path in out.items()}
+    yield Run({name: path.read_text().splitlines() for name, path in out.items()}, spans, openmetrics)
+
+
+@pytest.fixture(scope="module")
+def telltale_lines(telltale_run: Run) -> dict[str, list[str]]:
+    return telltale_run.lines
 
 
 @pytest.fixture(scope="module")
@@ -409,3 +425,43 @@ def test_the_lines_timestamps_parse_in_the_pipelines_format(records: list[dict[s
         stamp = record[source]
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
         assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0)
+
+
+# --- logs, traces and metrics joined in Grafana (grafana/provisioning/datasources/telltale.yml) ------------
+
+
+def test_a_log_line_links_to_its_trace(entries: list[Entry]) -> None:
+    """Loki's derived field (matcherType label) takes the value of the label or structured-metadata key
+    its regex names; for the traced request's lines that value is the request's trace id."""
+    [derived] = datasources()["telltale-loki"]["jsonData"]["derivedFields"]
+    traced = [e for e in entries if e.metadata.get("trace_id") == TRACE_ID]
+    assert traced
+    for entry in traced:
+        keys = [k for k in {**entry.labels, **entry.metadata} if re.search(derived["matcherRegex"], k)]
+        assert keys == ["trace_id"] and entry.metadata[keys[0]] == TRACE_ID
+
+
+def test_a_span_finds_its_log_lines(telltale_run: Run, entries: list[Entry]) -> None:
+    """Tempo's "Logs for this span": the custom query with the span's tags and trace id filled in as
+    Grafana fills them, run over the lines Alloy would have sent, finds that request's lines only."""
+    server = 2  # SPAN_KIND_SERVER in OTLP
+    span = next(s for s in telltale_run.spans if s["trace_id"] == TRACE_ID and s["kind"] == server)
+    logs = datasources()["telltale-tempo"]["jsonData"]["tracesToLogsV2"]
+    attributes = {**span["resource"], **span["attributes"]}
+    tags = ", ".join(f'{t.get("value") or t["key"]}="{attributes[t["key"]]}"' for t in logs["tags"])
+    query = logs["query"].replace("${__tags}", tags).replace("${__trace.traceId}", span["trace_id"])
+    found = run_query(parse_log_query(query), entries)
+    assert len(found) >= FAILING
+    assert {labels["trace_id"] for labels in found} == {TRACE_ID}
+    assert len(found) == sum(e.metadata.get("trace_id") == TRACE_ID for e in entries)
+
+
+def test_a_latency_exemplar_names_the_trace(telltale_run: Run) -> None:
+    """Prometheus's exemplarTraceIdDestinations reads the exemplar label it names: the one Telltale sets."""
+    [destination] = datasources()["telltale-prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    exemplars = re.findall(
+        r"^http_request_duration_seconds_bucket\{.*\} \S+ # \{([^}]*)\}", telltale_run.openmetrics, re.M
+    )
+    assert exemplars, "no exemplar on the latency histogram"
+    labels = [dict(re.findall(r'(\w+)="([^"]*)"', e)) for e in exemplars]
+    assert any(exemplar.get(destination["name"]) == TRACE_ID for exemplar in labels), labels
