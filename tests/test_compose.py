@@ -308,6 +308,13 @@ def test_grafana_reads_its_secrets_from_files() -> None:
     assert not any(k.startswith("GF_AUTH_ANONYMOUS") for k in env), "anonymous access is grafana.ini's to refuse"
 
 
+def test_every_secret_file_grafana_ini_names_is_mounted() -> None:
+    named = set(re.findall(r"\$__file\{(/run/secrets/[^}]+)\}", (ROOT / "grafana" / "grafana.ini").read_text()))
+    assert named, "grafana.ini reads its secrets from files"
+    mounted = {target for _, target in _secret_refs(SERVICES["grafana"])}
+    assert named <= mounted, f"grafana.ini reads {sorted(named - mounted)}, which compose does not mount"
+
+
 def test_alloy_reads_the_engines_logs_and_its_config() -> None:
     mounts = {m.target: m for m in _mounts(SERVICES["alloy"])}
     assert mounts["/var/run/docker.sock"].source == "/var/run/docker.sock"
