@@ -158,7 +158,7 @@ def shipped_rules() -> dict[str, str]:
 
 
 class Cluster:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, peer_timeout: str = "0s") -> None:
         self.tmp = tmp
         self.sink, self.smtp, self.witness = Sink(), SmtpSink(), WebhookRecorder()
         self.pg = PostgresServer().init().start()
@@ -172,7 +172,10 @@ class Cluster:
         )
         gossip = [free_port(), free_port()]
         self.peers = [
-            AlertmanagerPeer(config, [f"127.0.0.1:{gossip[1 - i]}"], gossip[i], tmp / f"am{i}") for i in range(2)
+            AlertmanagerPeer(
+                config, [f"127.0.0.1:{gossip[1 - i]}"], gossip[i], tmp / f"am{i}", peer_timeout=peer_timeout
+            )
+            for i in range(2)
         ]
         for peer in self.peers:
             peer.root.mkdir()
