@@ -12,7 +12,6 @@ SIGKILLed and the next alerts, from a rule and from an event, still arrive. Prin
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -400,4 +399,3 @@ def test_with_one_peer_killed_the_next_alerts_are_still_delivered(cluster: Clust
         f"rule firing -> webhook: {critical['received_at'] - fired:.1f} s;"
         f" event -> PagerDuty via the survivor: {event_paged:.1f} s"
     )
-    print(json.dumps({"survivor_cluster": httpx.get(f"{survivor.url}/api/v2/status").json()["cluster"]["status"]}))
