@@ -3,6 +3,10 @@
 Alerts go through a bounded queue to one background sender that batches them, retries with backoff
 while Alertmanager is unreachable (until the alert's own endsAt), and counts what it sent, retried
 and dropped. A full queue drops the newest alert and counts it: the events API never waits on it.
+
+An Alertmanager cluster does not gossip alerts between its peers, so a client posts every alert to
+every peer (as Prometheus does): one sender per peer, each with its own queue, so a dead peer's
+retries never hold back the live one. The senders share their counters.
 """
 
 from __future__ import annotations
@@ -43,9 +47,32 @@ class Alert:
         return body
 
 
+class SenderMetrics:
+    """The senders' counters, registered once and shared by the sender of each Alertmanager peer."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.sent = Counter(
+            "telltale_alerts_sent_total",
+            "Alerts posted to Alertmanager (to each peer of a cluster)",
+            ["alertname"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "telltale_alertmanager_post_failures_total",
+            "Failed attempts to post alerts to Alertmanager (retried)",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "telltale_alerts_dropped_total",
+            "Alerts dropped: queue full, or endsAt passed before Alertmanager answered",
+            ["reason"],
+            registry=registry,
+        )
+
+
 @dataclass
 class AlertSender:
-    """Background, batching, retrying client of `POST /api/v2/alerts`."""
+    """Background, batching, retrying client of one Alertmanager's `POST /api/v2/alerts`."""
 
     url: str
     registry: CollectorRegistry | None = None
@@ -53,26 +80,16 @@ class AlertSender:
     queue_size: int = 1000
     batch_size: int = 100
     max_backoff: float = 30.0
+    metrics: SenderMetrics | None = None
     _queue: asyncio.Queue[Alert] = field(init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _client: httpx.AsyncClient | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._queue = asyncio.Queue(self.queue_size)
-        self.sent = Counter(
-            "telltale_alerts_sent_total", "Alerts posted to Alertmanager", ["alertname"], registry=self.registry
-        )
-        self.failures = Counter(
-            "telltale_alertmanager_post_failures_total",
-            "Failed attempts to post alerts to Alertmanager (retried)",
-            registry=self.registry,
-        )
-        self.dropped = Counter(
-            "telltale_alerts_dropped_total",
-            "Alerts dropped: queue full, or endsAt passed before Alertmanager answered",
-            ["reason"],
-            registry=self.registry,
-        )
+        if self.metrics is None:
+            self.metrics = SenderMetrics(self.registry)
+        self.sent, self.failures, self.dropped = self.metrics.sent, self.metrics.failures, self.metrics.dropped
 
     def submit(self, alerts: list[Alert]) -> None:
         for alert in alerts:

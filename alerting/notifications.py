@@ -1,8 +1,12 @@
 """Alertmanager's webhook notifications, recorded once each.
 
 Alertmanager retries a webhook until it gets a 2xx and may deliver the same notification more than
-once (retries, HA peers); the idempotency key is the receiver, group key, status and the alerts'
-fingerprints with their start and end, so a repeat is acknowledged without a second record.
+once: retries, and the peers of a cluster, whose deduplication through the gossiped notification log is
+best-effort (a slow or partitioned peer sends too). The idempotency key is therefore what every peer
+agrees on: the group key and each alert's fingerprint, startsAt and status. Not the receiver name,
+the external URL (each peer's own) or the alerts' order, which may differ between peers; not endsAt,
+which a peer that missed Prometheus' resolution sets from its own timeout. A repeat is acknowledged
+without a second record; a new firing of the same alert has a new startsAt and is recorded again.
 
 The store is in memory and bounded by count and by bytes (`MAX_STORE_BYTES`), evicting the oldest:
 each notification is kept as its serialized JSON (measured exactly, served as is), never as the
@@ -82,10 +86,9 @@ class Notification:
 
 
 def idempotency_key(p: WebhookPayload) -> str:
-    alerts = sorted(
-        (a.fingerprint or json.dumps(a.labels, sort_keys=True), a.status, a.startsAt, a.endsAt) for a in p.alerts
-    )
-    raw = json.dumps([p.receiver, p.groupKey, p.status, alerts], separators=(",", ":"))
+    """Equal for the same notification from any peer of an Alertmanager cluster (see the module doc)."""
+    alerts = sorted({(a.fingerprint or json.dumps(a.labels, sort_keys=True), a.startsAt, a.status) for a in p.alerts})
+    raw = json.dumps([p.groupKey, alerts], separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

@@ -1,13 +1,15 @@
-"""The events API's path to Alertmanager: rules decide, the sender delivers in the background."""
+"""The events API's path to Alertmanager: rules decide, the senders deliver in the background, one per
+Alertmanager peer (a cluster does not share alerts between peers: each must get every alert)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from telltale.alerting.alertmanager import AlertSender
+from telltale.alerting.alertmanager import AlertSender, SenderMetrics
 from telltale.alerting.events import EventAlerts
 from telltale.config.settings import Settings
 
@@ -15,8 +17,8 @@ log = logging.getLogger("telltale.alerting")
 
 
 class EventAlerting:
-    def __init__(self, rules: EventAlerts, sender: AlertSender) -> None:
-        self.rules, self.sender = rules, sender
+    def __init__(self, rules: EventAlerts, senders: list[AlertSender]) -> None:
+        self.rules, self.senders = rules, senders
 
     @classmethod
     def from_settings(cls, s: Settings, registry: CollectorRegistry) -> EventAlerting | None:
@@ -29,7 +31,8 @@ class EventAlerting:
             environment=s.environment,
             max_organizations=s.organization_label_cap,
         )
-        return cls(rules, AlertSender(str(s.alertmanager_url), registry=registry))
+        metrics = SenderMetrics(registry)
+        return cls(rules, [AlertSender(str(url), metrics=metrics) for url in s.alertmanager_url])
 
     def handle(self, events: Iterable[Any]) -> None:
         """Queues the alerts the events deserve. Never raises: the events are already recorded, and an
@@ -41,10 +44,16 @@ class EventAlerting:
                 log.exception("no alert for an accepted event", extra={"event_type": getattr(event, "type", "")})
                 continue
             if alerts:
-                self.sender.submit(alerts)
+                for sender in self.senders:
+                    sender.submit(alerts)
 
     async def start(self) -> None:
-        await self.sender.start()
+        for sender in self.senders:
+            await sender.start()
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every peer's sender has posted (or given up on) what is queued."""
+        await asyncio.gather(*(sender.flush(timeout) for sender in self.senders))
 
     async def close(self) -> None:
-        await self.sender.close()
+        await asyncio.gather(*(sender.close() for sender in self.senders))

@@ -192,7 +192,8 @@ class Settings(TelltaleBaseSettings):
     gc_tuning: bool = True
 
     # business-event alerts (alerting/)
-    alertmanager_url: AnyUrl | None = None
+    # one URL, or every peer of an Alertmanager cluster (comma-separated): each alert goes to all of them
+    alertmanager_url: Annotated[tuple[AnyUrl, ...] | None, NoDecode] = None
     license_warning_days: Annotated[float, Field(gt=0, le=365)] = 7.0
     payment_spike_failures: Annotated[int, Field(ge=1, le=100_000)] = 5
     payment_spike_window_seconds: PositiveSeconds = 300.0
@@ -232,6 +233,19 @@ class Settings(TelltaleBaseSettings):
     def _url_not_blank(cls, value: Any) -> Any:
         """`TELLTALE_DATABASE_URL=` is a template left unfilled, not a URL."""
         if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; give a URL or unset the setting")
+        return value
+
+    @field_validator("alertmanager_url", mode="before")
+    @classmethod
+    def _peers(cls, value: Any) -> Any:
+        """`http://am-0:9093,http://am-1:9093` (or one per line from a `_FILE`) or a list: the peers of a
+        cluster, every one of which gets each alert (Alertmanager does not gossip alerts between peers)."""
+        if isinstance(value, str):
+            value = [u for u in re.split(r"[,\s]+", value) if u]
+            if not value:
+                raise ValueError("is empty; give a URL or unset the setting")
+        if isinstance(value, list | tuple) and not value:
             raise ValueError("is empty; give a URL or unset the setting")
         return value
 
@@ -302,7 +316,7 @@ class Settings(TelltaleBaseSettings):
         out = [t.get_secret_value() for name in TOKEN_SETTINGS for t in (getattr(self, name) or ())]
         if self.database_url is not None:  # a multi-host DSN: a password per host
             out.extend(h["password"] for h in self.database_url.hosts() if h.get("password"))
-        for url in (self.redis_url, self.alertmanager_url):
+        for url in (self.redis_url, *(self.alertmanager_url or ())):
             if url is not None and url.password:
                 out.append(url.password)
         for url in (self.websocket_url, *(d.url for d in self.http_dependencies)):  # userinfo, ?token=...

@@ -231,7 +231,7 @@ async def test_events_reach_alertmanager(alertmanager: AlertmanagerServer, recor
     async with service(alertmanager_url=alertmanager.url, ingest_token="ingest-tok") as c:
         r = await c.post("/api/v1/events", json=batch, headers={"Authorization": "Bearer ingest-tok"})
         assert r.status_code == 202, r.text
-        await c.app.state.telltale.alerting.sender.flush()  # type: ignore[attr-defined]
+        await c.app.state.telltale.alerting.flush()  # type: ignore[attr-defined]
     async with httpx.AsyncClient() as client:
         alerts = (await client.get(f"{alertmanager.url}/api/v2/alerts")).json()
     got = {(a["labels"]["alertname"], a["labels"]["organization"], a["labels"]["severity"]) for a in alerts}
