@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
-from prometheus_client import Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from telltale.app.events import EVENT, LABEL_CAPS, MAX_DURATIONS, OUTCOMES, EventMetrics
 from telltale.app.instrumentation.http_metrics import LATENCY_BUCKETS
 from telltale.app.main import create_app
