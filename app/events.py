@@ -321,7 +321,8 @@ class Observations:
         child._sum.inc(self.total)
 
 
-# One series update: the metric, its raw label values (folded when applied), the method and the value.
+# One series update: the metric, its raw label values (folded when applied), the method and the value
+# (for `observe_all`, the Observations).
 Op = tuple[Series, tuple[str, ...], str, float | Observations]
 
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
