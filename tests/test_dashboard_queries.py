@@ -88,6 +88,10 @@ def _config(prometheus: int, service: int, exporter: int, node: int, blackbox: i
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
+# One second of a tenant's requests to the platform, as its middleware summarises them (sent every second).
+SUMMARY = {"requests": 120, "client_errors": 6, "server_errors": 3, "durations_seconds": [0.02, 0.04, 0.07, 0.3, 2]}
+
+
 def _events() -> list[dict]:
     soon = (datetime.now(UTC) + timedelta(days=90)).isoformat()
     events: list[dict] = []
@@ -106,6 +110,7 @@ def _events() -> list[dict]:
             {"type": "rate_limit.hit", "organization": org},
             {"type": "suspicious_activity", "kind": "brute_force", "organization": org},
             {"type": "sla.violation", "organization": org, "objective": "latency", "target": 0.99, "actual": 0.95},
+            {"type": "requests.summary", "organization": org, **SUMMARY},
         ]
     return events
 
@@ -242,6 +247,27 @@ def test_the_organization_view_shows_only_the_chosen_tenant(stack: Stack) -> Non
             continue
         for series in stack.query(to_promql(q.expr, {"organization": ["Globex"]}, rate_interval="30s")):
             assert series["metric"].get("organization", "Globex") == "Globex", (q.panel, series)
+
+
+def test_the_organization_request_panels_show_what_the_platform_sent(stack: Stack) -> None:
+    """Not only data: the tenant's error ratio is its 5xx share, and its median latency the middle sample."""
+    panels = {q.panel: q for q in panel_queries() if q.uid == "telltale-organization"}
+
+    def values(panel: str, ref: str = "A") -> list[float]:
+        q = next(
+            q for q in panel_queries() if q.uid == "telltale-organization" and q.panel == panel and q.ref_id == ref
+        )
+        return [
+            float(r["value"][1]) for r in stack.query(to_promql(q.expr, {"organization": [ORG]}, rate_interval="30s"))
+        ]
+
+    assert "Request error ratio" in panels
+    assert values("Request error ratio") == [pytest.approx(SUMMARY["server_errors"] / SUMMARY["requests"])]
+    assert values("Request error ratio", "B") == [pytest.approx(SUMMARY["client_errors"] / SUMMARY["requests"])]
+    (p50,) = values("Request latency p50, p95, p99")
+    assert 0.05 < p50 <= 0.1  # the middle sample, 0.07, is in the (0.05, 0.1] bucket
+    (p99,) = values("Request latency p50, p95, p99", "C")
+    assert 1 < p99 <= 2.5  # the slowest, 2 s
 
 
 def _names(exposition: str) -> set[str]:

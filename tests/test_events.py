@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
-from telltale.app.events import EVENT, LABEL_CAPS, EventMetrics
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from telltale.app.events import EVENT, LABEL_CAPS, MAX_DURATIONS, OUTCOMES, EventMetrics
+from telltale.app.instrumentation.http_metrics import LATENCY_BUCKETS
 from telltale.app.main import create_app
 from telltale.config.settings import Settings
 
@@ -43,6 +44,13 @@ EVERY_TYPE = [
     {"type": "login.failed", "organization": "acme"},
     {"type": "rate_limit.hit"},
     {"type": "suspicious_activity", "kind": "brute_force", "organization": "acme"},
+    {
+        "type": "requests.summary",
+        "organization": "acme",
+        "requests": 40,
+        "server_errors": 1,
+        "durations_seconds": [0.2],
+    },
 ]
 
 
@@ -172,6 +180,9 @@ NOT_NUMBERS = [True, False, "5", None, [], {}, float("nan"), float("inf"), float
         ({"type": "deployment.completed", "provider": "aws"}, "duration_seconds"),
         ({"type": "sla.violation", "organization": "a", "objective": "o", "target": 1}, "actual"),
         ({"type": "sla.violation", "organization": "a", "objective": "o", "actual": 1}, "target"),
+        ({"type": "requests.summary"}, "requests"),
+        ({"type": "requests.summary", "requests": 5}, "client_errors"),
+        ({"type": "requests.summary", "requests": 5}, "server_errors"),
     ],
 )
 async def test_numbers_are_finite_json_numbers_not_booleans_or_strings(event: dict[str, Any], field: str) -> None:
@@ -237,6 +248,12 @@ HOSTILE_EVENTS: list[Any] = [
     {"type": "sla.violation", "organization": "a", "objective": "o", "target": 1, "actual": 2, "severe": "yes"},
     {"type": "deployment.started", "provider": "p" * 64},
     {"type": "deployment.started", "provider": "aws", "duration_seconds": 1e308},
+    {"type": "requests.summary", "requests": 10**30},
+    {"type": "requests.summary", "requests": 2, "durations_seconds": "0.1"},
+    {"type": "requests.summary", "requests": 2, "durations_seconds": {"p99": 1}},
+    {"type": "requests.summary", "requests": 2, "durations_seconds": [[0.1]]},
+    {"type": "requests.summary", "requests": 10**6, "durations_seconds": [float("nan")] * 1000},
+    {"type": "requests.summary", "requests": 10**6, "durations_seconds": [1e308] * 5000},
 ]
 
 
@@ -413,7 +430,7 @@ def test_the_series_budget_folds_new_label_sets_into_all_other() -> None:
 # Label sets per event metric when every label is flooded with new values, at the defaults (organization cap
 # 1,000, series budget 2,000): docs/metrics.md "Series budget" has the same table.
 WORST_CASE = {
-    "telltale_events": 13,
+    "telltale_events": 14,
     "telltale_deployments": 2000,
     "telltale_deployment_duration_seconds": 42,
     "telltale_license_validations": 2000,
@@ -428,8 +445,10 @@ WORST_CASE = {
     "telltale_rate_limit_hits": 1002,
     "telltale_suspicious_activity": 2000,
     "telltale_sla_violations": 2000,
+    "telltale_organization_requests": 3006,
+    "telltale_organization_request_duration_seconds": 1002,
 }
-WORST_CASE_SAMPLES = 19_475  # no `_created` samples (app/metrics.py)
+WORST_CASE_SAMPLES = 36_512  # no `_created` samples (app/metrics.py)
 
 
 def test_the_worst_case_is_what_the_docs_say() -> None:
@@ -452,6 +471,13 @@ def test_the_worst_case_is_what_the_docs_say() -> None:
             {"type": "rate_limit.hit"},
             {"type": "suspicious_activity", "kind": kinds[j]},
             {"type": "sla.violation", "objective": f"o{i % 70}", "target": 1, "actual": 0},
+            {
+                "type": "requests.summary",
+                "requests": 3,
+                "client_errors": 1,
+                "server_errors": 1,
+                "durations_seconds": [1],
+            },
         ):
             event["organization"] = org
             if event["type"] == "license.validated":
@@ -459,6 +485,7 @@ def test_the_worst_case_is_what_the_docs_say() -> None:
             metrics.record(EVENT.validate_python(event))
     for kind in ("login.failed", "rate_limit.hit", "websocket.connections"):  # without an organization
         metrics.record(EVENT.validate_python({"type": kind, **({"connections": 1} if "conn" in kind else {})}))
+    metrics.record(EVENT.validate_python({"type": "requests.summary", "requests": 1, "durations_seconds": [0.1]}))
     for p in range(40):  # every provider with both duration statuses, and every (provider, currency, status)
         for status in ("completed", "failed"):
             event = {"type": f"deployment.{status}", "provider": f"p{p}", "duration_seconds": 1}
@@ -472,3 +499,180 @@ def test_the_worst_case_is_what_the_docs_say() -> None:
     assert got == WORST_CASE
     samples = sum(len(f.samples) for f in registry.collect())
     assert samples == WORST_CASE_SAMPLES
+    # a tenant's request series never fold by budget: only the organization cap makes `other`
+    folded = {"metric": "telltale_organization_requests"}
+    assert registry.get_sample_value("telltale_event_series_folded_total", folded) == 0
+
+
+# --- requests.summary: the platform's per-organization requests ---------------------------------------
+
+
+def summary(**fields: Any) -> dict[str, Any]:
+    return {"type": "requests.summary", "organization": "acme", **fields}
+
+
+def buckets(app: FastAPI, organization: str) -> dict[str, float]:
+    return {
+        s.labels["le"]: s.value
+        for f in app.state.telltale.registry.collect()
+        for s in f.samples
+        if s.name == "telltale_organization_request_duration_seconds_bucket"
+        and s.labels["organization"] == organization
+    }
+
+
+async def test_a_requests_summary_counts_each_outcome_and_observes_the_durations() -> None:
+    app = make_app()
+    batch = [
+        summary(requests=100, client_errors=7, server_errors=3, durations_seconds=[0.004, 0.005, 0.3, 0.3, 12]),
+        summary(requests=50, durations_seconds=[0.05]),
+        {"type": "requests.summary", "requests": 4},  # guests: no organization
+    ]
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers=AUTH, json={"events": batch})
+    assert r.status_code == 202, r.text
+    assert value(app, "telltale_organization_requests_total", organization="acme", outcome="success") == 140
+    assert value(app, "telltale_organization_requests_total", organization="acme", outcome="client_error") == 7
+    assert value(app, "telltale_organization_requests_total", organization="acme", outcome="server_error") == 3
+    # no error yet is a 0, not a missing series: the error ratio of a healthy tenant is 0, not empty
+    assert value(app, "telltale_organization_requests_total", organization="unknown", outcome="server_error") == 0
+    assert value(app, "telltale_organization_requests_total", organization="unknown", outcome="success") == 4
+    assert value(app, "telltale_events_total", type="requests.summary") == 3
+    # cumulative buckets, `le` inclusive (0.005 lands in le=0.005), 12 s only in +Inf
+    got = buckets(app, "acme")
+    assert got["0.005"] == 2 and got["0.05"] == 3 and got["0.25"] == 3 and got["0.5"] == 5
+    assert got["10.0"] == 5 and got["+Inf"] == 6
+    assert list(got) == [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]  # the HTTP histogram's buckets
+    assert value(app, "telltale_organization_request_duration_seconds_count", organization="acme") == 6
+    assert value(app, "telltale_organization_request_duration_seconds_sum", organization="acme") == pytest.approx(
+        12.659
+    )
+    assert buckets(app, "unknown") == {}  # no durations, no histogram series
+
+
+def test_summarised_durations_expose_exactly_what_observing_each_one_does() -> None:
+    """The bucket counts are added to prometheus-client's internals: this fails if those change."""
+    rng = random.Random(3)
+    values = [rng.choice([*LATENCY_BUCKETS, 0.0, 11.0]) for _ in range(300)] + [rng.random() * 3 for _ in range(700)]
+    registry = CollectorRegistry()
+    metrics = EventMetrics(registry, organization_cap=10)
+    for start in range(0, len(values), 250):
+        chunk = values[start : start + 250]
+        metrics.record(EVENT.validate_python(summary(requests=len(chunk), durations_seconds=chunk)))
+    reference = CollectorRegistry()
+    histogram = Histogram(
+        "telltale_organization_request_duration_seconds",
+        "Durations of the platform's requests, per organization (the sample of requests.summary events)",
+        ["organization"],
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
+    for v in values:
+        histogram.labels("acme").observe(v)
+
+    def lines(r: CollectorRegistry) -> list[str]:
+        text = generate_latest(r).decode()
+        return [line for line in text.splitlines() if line.startswith("telltale_organization_request_duration")]
+
+    ours, theirs = lines(registry), lines(reference)
+    assert len(ours) == 14
+    sums = [line for line in ours if "_sum" in line], [line for line in theirs if "_sum" in line]
+    assert float(sums[0][0].split()[-1]) == pytest.approx(float(sums[1][0].split()[-1]))
+    assert [line for line in ours if "_sum" not in line] == [line for line in theirs if "_sum" not in line]
+
+
+BAD_SUMMARIES: list[tuple[dict[str, Any], str]] = [
+    (summary(requests=True), "requests"),
+    (summary(requests=1.5), "requests"),
+    (summary(requests=-1), "requests"),
+    (summary(requests="10"), "requests"),
+    (summary(requests=10, server_errors=False), "server_errors"),
+    (summary(requests=10, client_errors=6, server_errors=5), "server_errors"),
+    (summary(requests=10, server_errors=11), "server_errors"),
+    (summary(requests=2, durations_seconds=[0.1, 0.2, 0.3]), "durations_seconds"),
+    (summary(requests=10**6, durations_seconds=[0.1] * (MAX_DURATIONS + 1)), "durations_seconds"),
+    (summary(requests=10, durations_seconds=[0.1, -0.1]), "durations_seconds"),
+    (summary(requests=10, durations_seconds=[0.1, True]), "durations_seconds"),
+    (summary(requests=10, durations_seconds=["0.1"]), "durations_seconds"),
+    (summary(requests=10, durations_seconds=[float("nan")]), "durations_seconds"),
+    (summary(requests=10, durations_seconds=[float("inf")]), "durations_seconds"),
+    (summary(requests=10, durations_seconds=None), "durations_seconds"),
+    (summary(requests=10, errors=1), "errors"),
+]
+
+
+async def test_bad_summaries_are_refused_with_their_reason_and_the_batch_records_nothing() -> None:
+    app = make_app()
+    good = summary(requests=10, server_errors=2, durations_seconds=[0.1])
+    batch = [good, *(event for event, _ in BAD_SUMMARIES), good]
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers=AUTH, content=json_bytes({"events": batch}))
+        assert r.status_code == 422, r.text
+        rejected = {item["index"]: item["errors"] for item in r.json()["rejected"]}
+        assert sorted(rejected) == list(range(1, len(BAD_SUMMARIES) + 1))
+        for index, (_, field) in enumerate(BAD_SUMMARIES, start=1):
+            assert [e["field"] for e in rejected[index]] == [field], (index, rejected[index])
+        assert "exceed requests" in rejected[6][0]["message"]
+        assert "more durations than requests" in rejected[8][0]["message"]
+        # nothing of the batch was recorded, the good summaries included
+        assert series(app, "telltale_organization_requests_total") == []
+        assert series(app, "telltale_organization_request_duration_seconds_count") == []
+        # the limits themselves are accepted: errors == requests, MAX_DURATIONS durations
+        edge = [
+            summary(requests=10, client_errors=4, server_errors=6),
+            summary(requests=MAX_DURATIONS, durations_seconds=[0.0] * MAX_DURATIONS),
+        ]
+        assert (await c.post("/api/v1/events", headers=AUTH, json={"events": edge})).status_code == 202
+    assert value(app, "telltale_organization_requests_total", organization="acme", outcome="success") == 1000
+    assert value(app, "telltale_organization_request_duration_seconds_count", organization="acme") == 1000
+
+
+async def test_a_thousand_bad_durations_are_reported_in_a_few_lines() -> None:
+    app = make_app()
+    bad = summary(requests=MAX_DURATIONS, durations_seconds=[-1] * MAX_DURATIONS)
+    async with client(app) as c:
+        r = await c.post("/api/v1/events", headers=AUTH, json={"events": [bad]})
+    assert r.status_code == 422
+    errors = r.json()["rejected"][0]["errors"]
+    assert len(errors) == 11 and errors[-1]["message"] == f"and {MAX_DURATIONS - 10} more errors"
+    assert len(r.content) < 3000
+
+
+async def test_organizations_beyond_the_cap_fold_into_other_with_every_outcome() -> None:
+    app = make_app(organization_label_cap=3)
+    batch = [
+        {
+            "type": "requests.summary",
+            "organization": f"org-{i}",
+            "requests": 10,
+            "server_errors": 1,
+            "durations_seconds": [0.1],
+        }
+        for i in range(10)
+    ]
+    async with client(app) as c:
+        assert (await c.post("/api/v1/events", headers=AUTH, json={"events": batch})).status_code == 202
+    sets = {(s["organization"], s["outcome"]) for s in series(app, "telltale_organization_requests_total")}
+    assert sets == {(o, k) for o in ("org-0", "org-1", "org-2", "other") for k in OUTCOMES}
+    assert value(app, "telltale_organization_requests_total", organization="other", outcome="server_error") == 7
+    assert value(app, "telltale_organization_requests_total", organization="other", outcome="success") == 63
+    assert value(app, "telltale_organization_request_duration_seconds_count", organization="other") == 7
+    # one fold per event (not one per series it updates), and none by the series budget
+    assert value(app, "telltale_organization_labels_folded_total") == 7
+    for metric in ("telltale_organization_requests", "telltale_organization_request_duration_seconds"):
+        assert value(app, "telltale_event_series_folded_total", metric=metric) == 0
+
+
+def test_every_admitted_organization_keeps_all_three_outcomes_at_the_cap() -> None:
+    """The shared budget (2,000) would have folded the outcomes of the 667th organization on."""
+    registry = CollectorRegistry()
+    metrics = EventMetrics(registry, organization_cap=1000)
+    for i in range(1000):
+        metrics.record(EVENT.validate_python(summary(organization=f"org-{i}", requests=2, server_errors=1)))
+    metrics.record(EVENT.validate_python({"type": "requests.summary", "requests": 1}))
+    metrics.record(EVENT.validate_python(summary(organization="late", requests=1)))
+    got = registry.get_sample_value
+    assert got("telltale_organization_requests_total", {"organization": "org-999", "outcome": "server_error"}) == 1
+    assert got("telltale_organization_requests_total", {"organization": "unknown", "outcome": "success"}) == 1
+    assert got("telltale_organization_requests_total", {"organization": "other", "outcome": "success"}) == 1
+    assert len(metrics.org_requests) == 3 * 1002

@@ -69,7 +69,13 @@ def test_two_workers_sum_and_keep_exemplars(tmp_path: Any) -> None:
                 r = c.post(
                     "/api/v1/events",
                     headers={"Authorization": "Bearer ingest"},
-                    json={"events": [{"type": "login.failed", "organization": f"o{i % 3}"}]},
+                    json={
+                        "events": [
+                            {"type": "login.failed", "organization": f"o{i % 3}"},
+                            # its durations reach the histogram as bucket counts: summed over workers too
+                            {"type": "requests.summary", "requests": 2, "server_errors": 1, "durations_seconds": [0.2]},
+                        ]
+                    },
                 )
                 assert r.status_code == 202
         pids = {p.name.split("_")[-1] for p in mp_dir.glob("counter_*.db")}
@@ -82,6 +88,9 @@ def test_two_workers_sum_and_keep_exemplars(tmp_path: Any) -> None:
             assert total(text, "http_request_duration_seconds_count", route="/api/v1/events") == n
             assert total(text, "telltale_login_failures_total") == n
             assert total(text, "telltale_login_failures_total", organization="o0") == n / 3
+            assert total(text, "telltale_organization_requests_total", outcome="server_error") == n
+            assert total(text, "telltale_organization_request_duration_seconds_bucket", le="0.25") == n
+            assert total(text, "telltale_organization_request_duration_seconds_bucket", le="0.1") == 0
             assert total(text, "http_requests_in_progress") == 0
             exemplars = [
                 line

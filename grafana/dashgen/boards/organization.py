@@ -8,8 +8,11 @@ ORG = 'organization=~"$organization"'
 EXPIRY = '{__name__=~"telltale_license_expiry_timestamp_seconds|telltale_sql_license_expiry_timestamp_seconds", ' + ORG
 ORG_METRICS = (
     "telltale_deployments_total|telltale_payments_total|telltale_organization_quota_limit|"
-    "telltale_websocket_connections|telltale_sql_organization_servers|telltale_license_validations_total"
+    "telltale_websocket_connections|telltale_sql_organization_servers|telltale_license_validations_total|"
+    "telltale_organization_requests_total"
 )
+REQUESTS = f"telltale_organization_requests_total{{{ORG}}}"
+DURATION = f"telltale_organization_request_duration_seconds_bucket{{{ORG}}}"
 
 
 def build() -> Board:
@@ -17,8 +20,9 @@ def build() -> Board:
         uid="telltale-organization",
         title="Organization",
         folder="Business",
-        description="Everything Telltale knows about one organization (tenant): activity, errors the platform "
-        "reported, quota, deployments, licenses, payments and security. Choose it in the organization variable.",
+        description="Everything Telltale knows about one organization (tenant): its requests to the platform "
+        "(rate, errors, latency), activity, quota, deployments, licenses, payments and security. Choose it in the "
+        "organization variable.",
         refresh="1m",
         tags=("business", "organization", "historical"),
         time_from="now-24h",
@@ -59,6 +63,53 @@ def build() -> Board:
         "s",
         [Q(f"min by (organization) ({EXPIRY}}} > 0) - time()", "{{organization}}")],
         thresholds=below("LicenseExpiringSoon", nth=1),
+    )
+
+    b.row("Requests: rate, errors, duration")
+    b.timeseries(
+        "Requests per second by outcome",
+        "The platform's requests for the organization per second: success (answers below 400), client_error "
+        "(4xx), server_error (5xx). From the requests.summary events the platform sends every 10-60 s, so the "
+        "line moves in steps of its window.",
+        "reqps",
+        [Q(f"sum by (outcome) (rate({REQUESTS}[$__rate_interval]))", "{{outcome}}")],
+        stack=True,
+    )
+    b.timeseries(
+        "Request error ratio",
+        "Share of the organization's requests that answered a 5xx, and a 4xx (client errors: the client's doing, "
+        "no alert). OrganizationErrorRate warns when the 5xx share stays above its threshold for 10 minutes "
+        "(10-minute window, at least 100 requests).",
+        "percentunit",
+        [
+            Q(
+                f'sum by (organization) (rate(telltale_organization_requests_total{{{ORG}, outcome="server_error"}}'
+                f"[$__rate_interval])) / sum by (organization) (rate({REQUESTS}[$__rate_interval]))",
+                "{{organization}} 5xx",
+            ),
+            Q(
+                f'sum by (organization) (rate(telltale_organization_requests_total{{{ORG}, outcome="client_error"}}'
+                f"[$__rate_interval])) / sum by (organization) (rate({REQUESTS}[$__rate_interval]))",
+                "{{organization}} 4xx",
+            ),
+        ],
+        thresholds=above("OrganizationErrorRate"),
+        min_value=0,
+    )
+    b.timeseries(
+        "Request latency p50, p95, p99",
+        "The organization's request durations at the 50th, 95th and 99th percentile, from the durations the "
+        "platform sampled (at most 1,000 a summary), over the HTTP buckets (5 ms to 10 s: above 10 s reads as "
+        "10 s). No alert rule: compare with the tenant's SLA.",
+        "s",
+        [
+            Q(
+                f"histogram_quantile({q}, sum by (organization, le) (rate({DURATION}[$__rate_interval])))",
+                f"{{{{organization}}}} p{round(q * 100)}",
+            )
+            for q in (0.5, 0.95, 0.99)
+        ],
+        width=24,
     )
     b.timeseries(
         "Requests refused by rate limiting",
