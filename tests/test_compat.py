@@ -124,3 +124,28 @@ def test_attribute_helpers() -> None:
     frozen = _compat.freeze_attributes(attributes)
     with pytest.raises(TypeError):
         frozen["d"] = 4
+
+
+def test_histogram_bucket_counts_land_where_observe_puts_them() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    def histogram() -> tuple[CollectorRegistry, Histogram]:
+        registry = CollectorRegistry()
+        return registry, Histogram("h_seconds", "h", registry=registry, buckets=(0.1, 1.0))
+
+    bulk_registry, bulk = histogram()
+    assert _compat.histogram_add_counts(bulk, [2, 0, 1], 5.1)
+    one_registry, one = histogram()
+    for value in (0.05, 0.05, 5.0):
+        one.observe(value)
+    assert (
+        generate_latest(bulk_registry).split(b"# TYPE h_seconds_created")[0]
+        == (generate_latest(one_registry).split(b"# TYPE h_seconds_created")[0])
+    )
+
+
+def test_histogram_bucket_counts_refuse_a_child_shaped_otherwise() -> None:
+    class Plain:
+        def observe(self, value: float) -> None: ...
+
+    assert _compat.histogram_add_counts(Plain(), [1, 0], 1.0) is False

@@ -550,8 +550,14 @@ async def test_a_requests_summary_counts_each_outcome_and_observes_the_durations
     assert buckets(app, "unknown") == {}  # no durations, no histogram series
 
 
-def test_summarised_durations_expose_exactly_what_observing_each_one_does() -> None:
-    """The bucket counts are added to prometheus-client's internals: this fails if those change."""
+@pytest.mark.parametrize("bulk", [True, False], ids=["bucket-counts", "observe-fallback"])
+def test_summarised_durations_expose_exactly_what_observing_each_one_does(
+    bulk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bucket counts are added to prometheus-client's internals (this fails if those change), and where
+    they are gone the durations are observed one by one, with the same result."""
+    if not bulk:
+        monkeypatch.setattr("telltale.app.events.histogram_add_counts", lambda *_: False)
     rng = random.Random(3)
     values = [rng.choice([*LATENCY_BUCKETS, 0.0, 11.0]) for _ in range(300)] + [rng.random() * 3 for _ in range(700)]
     registry = CollectorRegistry()

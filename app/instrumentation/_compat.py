@@ -6,8 +6,9 @@ behind a try/except or a getattr with a typed fallback: when a library upgrade r
 keeps working through the public API (slower, or on the SDK's own span path) and `MISSING` names what
 went away. `tests/test_compat.py` is the canary that fails loudly on such an upgrade.
 
-prometheus-client: no private name is used (only its public modules `core`, `samples`, `utils`,
-`exposition`, `multiprocess`); the canary checks those names too.
+prometheus-client: one private pair, a histogram child's `_buckets` and `_sum` (`histogram_add_counts`: the
+client has no bulk observe); otherwise only its public modules `core`, `samples`, `utils`, `exposition`,
+`multiprocess`. The canary checks those names too.
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ def missing() -> list[str]:
         from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics  # noqa: F401
     except ImportError:
         gone.append("opentelemetry.sdk.trace._tracer_metrics.NoOpTracerMetrics")
+    from prometheus_client import CollectorRegistry, Histogram
+
+    child = Histogram("compat_probe", "", registry=CollectorRegistry(), buckets=(1.0,))
+    if not _histogram_parts(child, 2):
+        gone.append("prometheus_client.Histogram._buckets/_sum")
     return gone
 
 
@@ -174,3 +180,28 @@ def set_attributes(attributes: Any, items: Any) -> None:
         bulk(items)
     else:  # pragma: no cover
         attributes.update(items)
+
+
+def _histogram_parts(child: Any, n: int) -> tuple[Any, Any] | None:
+    buckets, value_sum = getattr(child, "_buckets", None), getattr(child, "_sum", None)
+    if not isinstance(buckets, list) or len(buckets) != n or not hasattr(value_sum, "inc"):
+        return None
+    if not all(hasattr(bucket, "inc") for bucket in buckets):
+        return None
+    return buckets, value_sum
+
+
+def histogram_add_counts(child: Any, counts: list[int], total: float) -> bool:
+    """Add many observations to a prometheus-client histogram child as per-bucket counts (non-cumulative,
+    one per bound and +Inf) and their sum: one update per bucket instead of one locked `observe` per value.
+    Through the child's private `_buckets` and `_sum` (works in multiprocess mode too: those are its mmap
+    values). False where they are gone or shaped otherwise: the caller then observes value by value."""
+    parts = _histogram_parts(child, len(counts))
+    if parts is None:
+        return False
+    buckets, value_sum = parts
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
+    value_sum.inc(total)
+    return True
