@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -79,6 +80,7 @@ class Stack:
 
     def _start(self) -> None:
         p, w = self.ports, self.workdir
+        _check_free(p, self.replicas)
         self.sink = self._keep(Sink())
         self.smtp = self._keep(SmtpSink())
         (w / "postgres").mkdir()
@@ -214,6 +216,8 @@ class Stack:
             },
             {"type": "license.validated", "organization": "globex", "result": "valid", "latency_seconds": 0.02},
             {"type": "websocket.connections", "connections": 3},
+            {"type": "login.failed", "organization": "acme"},
+            {"type": "rate_limit.hit", "organization": "acme"},
         ]
         with httpx.Client(base_url=self.service.url, timeout=10) as c:
             for _ in range(rounds):
@@ -236,6 +240,22 @@ class Stack:
                 yield f"pagerduty {body.get('event_action', '?')}: {body.get('payload', {}).get('summary', '')}"
         for rcpts, message in self.smtp.received():
             yield f"email {', '.join(rcpts)}: {message['Subject']}"
+
+
+def _check_free(ports: Ports, replicas: int) -> None:
+    """Fail before starting anything when a port is taken: a server of someone else's answering on it would
+    pass for ours."""
+    wanted = {name: getattr(ports, name) for name in ports.__dataclass_fields__ if name != "prometheus"}
+    wanted |= {f"prometheus {r}": port for r, port in zip(REPLICAS, ports.prometheus[:replicas], strict=False)}
+    taken = []
+    for name, port in wanted.items():
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(f"{name} {port}")
+    if taken:
+        raise RuntimeError(f"ports in use: {', '.join(taken)} (make stack STACK_ARGS=--free-ports picks free ones)")
 
 
 def _query(base: str, promql: str) -> list[dict]:
