@@ -18,6 +18,7 @@ from tests.sinks import Sink, SmtpSink
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     with Stack(timing=FAST, service_env={"TELLTALE_CACHE_TTL_SECONDS": "0.5", "TELLTALE_ENVIRONMENT": "e2e"}) as s:

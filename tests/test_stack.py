@@ -14,6 +14,8 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
+from typing import Any
 
 import httpx
 import pytest
@@ -63,7 +65,8 @@ def wait_until(what: str, predicate: Callable[[], object], timeout: float = 60) 
         time.sleep(0.5)
 
 
-def get(url: str, **params: str | list[str]) -> object:
+def get(url: str, **params: str) -> Any:
+    """The `data` of a Prometheus-API answer (Prometheus and VictoriaMetrics alike)."""
     r = httpx.get(url, params=params, timeout=10)
     r.raise_for_status()
     return r.json()["data"]
@@ -82,11 +85,11 @@ def test_both_replicas_evaluate_every_rule_group(stack: Stack) -> None:
     for replica in stack.prometheus:
 
         def evaluated(url: str = replica.url) -> bool:
-            groups = get(f"{url}/api/v1/rules")["groups"]  # type: ignore[index]
+            groups = get(f"{url}/api/v1/rules")["groups"]
             return bool(groups) and all(not g["lastEvaluation"].startswith("0001") for g in groups)
 
         wait_until(f"{replica.name}: every group evaluated", evaluated)
-        groups = get(f"{replica.url}/api/v1/rules")["groups"]  # type: ignore[index]
+        groups = get(f"{replica.url}/api/v1/rules")["groups"]
         assert {g["name"] for g in groups} == shipped_groups() | {"stack-ha-probe"}
         broken = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] == "err"]
         assert not broken, f"{replica.name}: {broken}"
@@ -94,7 +97,7 @@ def test_both_replicas_evaluate_every_rule_group(stack: Stack) -> None:
 
 def test_both_replicas_fire_and_alertmanager_keeps_one_alert(stack: Stack) -> None:
     for i, replica in enumerate(stack.prometheus):
-        wait_until(f"{replica.name}: {PROBE} firing", lambda i=i: stack.query(f'ALERTS{{alertname="{PROBE}"}}', i))
+        wait_until(f"{replica.name}: {PROBE} firing", partial(stack.query, f'ALERTS{{alertname="{PROBE}"}}', i))
 
     def probe_alerts() -> list[dict]:
         r = httpx.get(f"{stack.alertmanager.url}/api/v2/alerts", params={"filter": f'alertname="{PROBE}"'})
@@ -107,7 +110,7 @@ def test_both_replicas_fire_and_alertmanager_keeps_one_alert(stack: Stack) -> No
         instance = f'instance="127.0.0.1:{replica.port}"'
         wait_until(
             f"{replica.name} sent notifications",
-            lambda i=i, instance=instance: stack.query(f"prometheus_notifications_sent_total{{{instance}}} > 0", i),
+            partial(stack.query, f"prometheus_notifications_sent_total{{{instance}}} > 0", i),
         )
         errors = stack.query(f"prometheus_notifications_errors_total{{{instance}}}", i)
         assert errors and all(float(e["value"][1]) == 0 for e in errors), replica.name
@@ -129,28 +132,30 @@ def info_titles(stack: Stack) -> list[str]:
     ]
 
 
+# Aggregates the demo data and traffic give a value within seconds (a 1h/1d window needs two samples).
+EXPECTED = (
+    "job:http_requests:rate1h",
+    "job:http_request_duration_seconds:p95_1h",
+    "job:up:avg1d",
+    "instance:node_cpu_utilisation:rate1h",
+    "queue:telltale_queue_depth:max1h",
+    "datname:telltale_postgres_database_size_bytes:max1d",
+    "organization_status:telltale_deployments:increase1h",
+)
+
+
 def test_longterm_store_answers_promql_for_the_aggregates_only(stack: Stack) -> None:
-    vm = stack.victoriametrics.url
-    wait_until(
-        "request rate aggregate in VictoriaMetrics",
-        lambda: [r for r in stack.longterm_query("job:http_requests:rate1h") if float(r["value"][1]) > 0],
-    )
-    wait_until("per-job availability in VictoriaMetrics", lambda: len(stack.longterm_query("job:up:avg1d")) >= 5)
-    stored = set(get(f"{vm}/api/v1/label/__name__/values"))  # type: ignore[arg-type]
-    raw = {n for n in get(f"{stack.prometheus[0].url}/api/v1/label/__name__/values") if ":" not in n}  # type: ignore[union-attr]
-    slo = {n for n in get(f"{stack.prometheus[0].url}/api/v1/label/__name__/values") if ":slo_" in n}  # type: ignore[union-attr]
+    for name in EXPECTED:
+        wait_until(f"{name} in VictoriaMetrics", partial(stack.longterm_query, name))
+    assert [r for r in stack.longterm_query("job:http_requests:rate1h") if float(r["value"][1]) > 0]
+    assert len(stack.longterm_query("job:up:avg1d")) >= 5  # telltale, exporter, node, blackbox, prometheus
+    stored = set(get(f"{stack.victoriametrics.url}/api/v1/label/__name__/values"))
+    in_prometheus = set(get(f"{stack.prometheus[0].url}/api/v1/label/__name__/values"))
+    raw = {n for n in in_prometheus if ":" not in n}
+    slo = {n for n in in_prometheus if ":slo_" in n}
     assert len(raw) > 300 and slo, "Prometheus itself holds the raw series and the SLO ratios"
     assert stored <= recording_names(), f"not an hourly/daily aggregate: {stored - recording_names()}"
     assert not stored & raw and not stored & slo
-    assert {
-        "job:http_requests:rate1h",
-        "job:http_request_duration_seconds:p95_1h",
-        "job:up:avg1d",
-        "instance:node_cpu_utilisation:rate1h",
-        "queue:telltale_queue_depth:max1h",
-        "datname:telltale_postgres_database_size_bytes:max1d",
-        "organization_status:telltale_deployments:increase1h",
-    } <= stored
     print(
         f"\nlong-term store: {len(stored)} of {len(recording_names())} aggregates; not yet recorded here: "
         f"{sorted(recording_names() - stored)}"
@@ -161,12 +166,12 @@ def test_longterm_store_holds_each_series_once(stack: Stack) -> None:
     """Both replicas write the same aggregates: without `replica` they are one series, and VictoriaMetrics
     keeps one sample per series and dedup interval where the two replicas wrote two."""
     vm = stack.victoriametrics.url
-    wait_until(
-        "20 s of aggregates", lambda: stack.longterm_query('count_over_time(job:up:avg1h{job="telltale"}[20s]) >= 8')
-    )
+    window = 20
+    samples = f'count_over_time(job:up:avg1h{{job="telltale"}}[{window}s])'
+    wait_until(f"{window} s of aggregates", lambda: stack.query(f"{samples} >= {window * 3 // 4}"))
     series = get(f"{vm}/api/v1/series", **{"match[]": '{__name__=~".+"}'})
-    assert series and all("replica" not in s for s in series)  # type: ignore[union-attr]
-    assert all(s["cluster"] == "telltale-production" for s in series)  # type: ignore[union-attr]
+    assert series and all("replica" not in s for s in series)
+    assert all(s["cluster"] == "telltale-production" for s in series)
     # as many series per name as one replica records, not twice as many
     for name in ("job:up:avg1h", "job_route:http_requests:rate1h", "check:telltale_health_check_healthy:avg1h"):
         assert len(stack.longterm_query(name)) == len(stack.query(name, 0)) == len(stack.query(name, 1)), name
@@ -174,15 +179,19 @@ def test_longterm_store_holds_each_series_once(stack: Stack) -> None:
     for replica in stack.prometheus:
         sent = stack.query(f'prometheus_remote_storage_samples_total{{instance="127.0.0.1:{replica.port}"}}')
         assert sent and float(sent[0]["value"][1]) > 0, replica.name
-    window = 20
-    one_replica = float(stack.query(f'count_over_time(job:up:avg1h{{job="telltale"}}[{window}s])')[0]["value"][1])
-    stored = float(stack.longterm_query(f'count_over_time(job:up:avg1h{{job="telltale"}}[{window}s])')[0]["value"][1])
-    assert one_replica >= window - 2  # each replica records every second
+    one_replica = float(stack.query(samples)[0]["value"][1])
+    stored = float(stack.longterm_query(samples)[0]["value"][1])
+    assert stored < one_replica  # fewer samples than even one replica wrote: one per dedup interval
     assert stored <= window / DEDUP_SECONDS + 1, f"{stored} samples in {window}s: not deduplicated"
 
 
 def test_figures_for_the_scaling_docs(stack: Stack) -> None:
     """Not a limit, a measurement: printed for docs/scaling.md."""
+
+    wait_until(
+        "30 s of samples on each replica",
+        lambda: len(stack.query('time() - process_start_time_seconds{job="prometheus"} > 32')) == 2,
+    )
 
     def by_job(promql: str) -> dict[str, float]:
         return {r["metric"]["job"]: float(r["value"][1]) for r in stack.query(promql)}
@@ -210,4 +219,4 @@ def test_figures_for_the_scaling_docs(stack: Stack) -> None:
             f"  {a['metric']['instance']}: appends {float(a['value'][1]):.0f} samples/s, remote-writes "
             f"{float(w['value'][1]):.1f} samples/s ({float(b['value'][1]):.0f} B/s) at 1 s evaluation"
         )
-    print(f"  long-term store: {len(stored)} series")  # type: ignore[arg-type]
+    print(f"  long-term store: {len(stored)} series")

@@ -71,6 +71,11 @@ class Server:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
+    def terminate(self) -> None:
+        """Ask the process to stop, without waiting (stop() waits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -97,7 +102,9 @@ def telltale(command: str, port: int, root: Path, env: dict[str, str]) -> Server
     )
 
 
-def prometheus(replica: str, port: int, root: Path, config: str, rules: dict[str, str]) -> Server:
+def prometheus(
+    replica: str, port: int, root: Path, config: str, rules: dict[str, str], resend_delay: str | None = None
+) -> Server:
     """A Prometheus replica: 30 days of raw samples, exemplar storage on, `replica` from the environment."""
     (root / "rules").mkdir(parents=True, exist_ok=True)
     for name, text in rules.items():
@@ -113,6 +120,7 @@ def prometheus(replica: str, port: int, root: Path, config: str, rules: dict[str
             f"--web.listen-address=127.0.0.1:{port}",
             "--enable-feature=exemplar-storage,expand-external-labels",
             "--log.level=warn",
+            *([f"--rules.alert.resend-delay={resend_delay}"] if resend_delay else []),
         ],
         port=port,
         root=root,

@@ -81,6 +81,9 @@ class Timing:
     group_wait: str | None = None
     group_interval: str | None = None
     remote_write_deadline: str | None = None  # batch_send_deadline of remote_write
+    # How often Prometheus re-sends a firing alert (1m by default): alerts that fire on the first evaluation can
+    # be evaluated before the notifier knows its Alertmanager, and then wait that long for their next send.
+    resend_delay: str | None = None
     exporter_collector_timeout: str | None = None
     # VictoriaMetrics: one sample per series and interval (the recording rules' interval, so that the two
     # replicas' samples of the same minute collapse into one), and how recent a sample may be to be queried.
@@ -96,6 +99,7 @@ FAST = Timing(
     group_wait="1s",
     group_interval="1s",
     remote_write_deadline="1s",
+    resend_delay="1s",
     exporter_collector_timeout="0.8",
     dedup="1s",
     latency_offset="1s",

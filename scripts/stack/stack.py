@@ -67,7 +67,8 @@ class Stack:
         self.token = secrets.token_urlsafe(12)
         self.workdir = Path(tempfile.mkdtemp(prefix="telltale-stack-"))
         os.chmod(self.workdir, 0o711)  # PostgreSQL runs as `postgres` in a subdirectory
-        self._started: list[Any] = []  # what close() stops, in reverse order
+        self._started: list[Any] = []  # what close() stops
+        self.prometheus: list[Server] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Stack:
@@ -140,7 +141,9 @@ class Stack:
         config = render_prometheus(p, self.replicas, self.timing)
         rules = render_rules(self.timing, self.extra_rules)
         self.prometheus = [
-            self._server(processes.prometheus(name, port, w / f"prometheus-{name}", config, rules))
+            self._server(
+                processes.prometheus(name, port, w / f"prometheus-{name}", config, rules, self.timing.resend_delay)
+            )
             for name, port in zip(REPLICAS[: self.replicas], p.prometheus, strict=False)
         ]
 
@@ -153,13 +156,20 @@ class Stack:
         return server.start()
 
     def close(self) -> None:
+        """Stop everything and remove the directory. Prometheus first, while the long-term store still takes
+        its last remote-write batch (otherwise it waits for it until killed); then the other servers, all
+        asked at once, since each takes a moment to shut down."""
+        servers = [s for s in self._started if isinstance(s, Server)]
+        for stage in ([s for s in servers if s in self.prometheus], [s for s in servers if s not in self.prometheus]):
+            for server in stage:
+                server.terminate()
+            for server in stage:
+                server.stop()
         for thing in reversed(self._started):
             with contextlib.suppress(Exception):
                 if isinstance(thing, Sink | SmtpSink):
                     thing.close()
-                elif isinstance(thing, Server):
-                    thing.stop()
-                else:
+                elif not isinstance(thing, Server):
                     thing.destroy()
         self._started.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
