@@ -114,7 +114,9 @@ def test_both_replicas_fire_and_alertmanager_keeps_one_alert(stack: Stack) -> No
         )
         errors = stack.query(f"prometheus_notifications_errors_total{{{instance}}}", i)
         assert errors and all(float(e["value"][1]) == 0 for e in errors), replica.name
-    [alert] = probe_alerts()
+    alerts = probe_alerts()
+    assert len(alerts) == 1, f"one alert per fingerprint, not one per replica: {[a['labels'] for a in alerts]}"
+    [alert] = alerts
     assert "replica" not in alert["labels"]
     assert alert["labels"]["cluster"] == "telltale-production"
     # one notification group, one alert in it (the title counts the firing alerts)
