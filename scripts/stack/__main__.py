@@ -4,7 +4,9 @@ stop everything and remove its directory on Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -42,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         shown: Counter[str] = Counter()
+        beats = 0
         while not (dead := stack.dead()):
+            beats += 1
+            if beats % 30 == 0:
+                with contextlib.suppress(subprocess.CalledProcessError):  # Redis stopped on purpose
+                    stack.beat()
             lines = Counter(stack.notifications())
             for line in (lines - shown).elements():
                 print(f"notification: {line}", flush=True)
@@ -52,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except (RuntimeError, TimeoutError) as exc:  # a port taken, a binary missing or not starting
+        print(f"stack: {exc}", file=sys.stderr)
+        return 2
     finally:
+        # a second Ctrl-C must not cut the cleanup short: PostgreSQL, started by pg_ctl in its own process
+        # group, would outlive it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stack: stopping", flush=True)
         stack.close()
 

@@ -129,7 +129,7 @@ def prometheus(
     )
 
 
-def victoriametrics(port: int, root: Path, dedup: str, latency_offset: str, extra: tuple[str, ...] = ()) -> Server:
+def victoriametrics(port: int, root: Path, dedup: str, latency_offset: str) -> Server:
     """VictoriaMetrics single-node, the long-term store: one year of what Prometheus remote-writes to it."""
     return Server(
         name="victoria-metrics",
@@ -141,7 +141,6 @@ def victoriametrics(port: int, root: Path, dedup: str, latency_offset: str, extr
             f"-dedup.minScrapeInterval={dedup}",
             f"-search.latencyOffset={latency_offset}",
             "-loggerLevel=WARN",
-            *extra,
         ],
         port=port,
         root=root,

@@ -9,7 +9,7 @@ other stacks) are dropped, and a test may shorten the timings.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,6 @@ class Timing:
     # replicas' samples of the same minute collapse into one), and how recent a sample may be to be queried.
     dedup: str = "1m"
     latency_offset: str = "30s"
-    extra_vm_flags: tuple[str, ...] = field(default_factory=tuple)
 
 
 FAST = Timing(

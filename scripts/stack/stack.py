@@ -91,15 +91,11 @@ class Stack:
         (w / "redis").mkdir()
         self.redis = self._keep(RedisServer(port=p.redis, root=w / "redis").start())
         self.redis.cli("rpush", "queues:default", *[f'{{"job":"demo","n":{i}}}' for i in range(DEMO_JOBS)])
-        self.redis.cli("set", "schedule:heartbeat", str(int(time.time())))
+        self.beat()
 
         self.victoriametrics = self._server(
             processes.victoriametrics(
-                p.victoriametrics,
-                w / "victoriametrics",
-                self.timing.dedup,
-                self.timing.latency_offset,
-                self.timing.extra_vm_flags,
+                p.victoriametrics, w / "victoriametrics", self.timing.dedup, self.timing.latency_offset
             )
         )
         am_config = render_alertmanager(w / "alertmanager", p, self.sink.url, self.smtp.port, self.timing)
@@ -198,6 +194,10 @@ class Stack:
             "redis": self.redis.url,
         }
         return out
+
+    def beat(self) -> None:
+        """The scheduler heartbeat the platform's scheduler (not part of the stack) would write."""
+        self.redis.cli("set", "schedule:heartbeat", str(int(time.time())))
 
     def dead(self) -> list[str]:
         """Names of the stack's processes that have exited."""
