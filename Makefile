@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint deps system-deps exporter demo clean kubernetes dashboards
+.PHONY: run test bench lint deps system-deps exporter demo stack clean kubernetes dashboards
 
 # One progress line per step; pip's output goes to $(VENV)/install.log, shown (its tail) when a step fails.
 $(STAMP): pyproject.toml
@@ -24,6 +24,11 @@ exporter: $(STAMP)
 # A throwaway Postgres (demo rows from deploy/sql) and Redis, the service and the exporter reading them.
 demo: system-deps $(STAMP)
 	$(VENV)/bin/python scripts/demo.py
+
+# The whole monitoring stack from Debian's packages on loopback ports, no Docker (docs/stack.md); Ctrl-C stops it.
+# Options: make stack STACK_ARGS="--free-ports --ha --fast"
+stack: system-deps $(STAMP)
+	$(PY) -m scripts.stack $(STACK_ARGS)
 
 test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
