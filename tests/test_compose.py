@@ -262,14 +262,20 @@ def _flags(svc: dict[str, Any]) -> dict[str, str]:
 def test_prometheus_keeps_30_days_with_exemplars_and_the_lifecycle_api() -> None:
     flags = _flags(SERVICES["prometheus"])
     assert flags["storage.tsdb.retention.time"] == "30d"
-    assert flags["enable-feature"] == "exemplar-storage"
+    assert set(flags["enable-feature"].split(",")) == {"exemplar-storage", "expand-external-labels"}
     assert "web.enable-lifecycle" in flags
+    # prometheus.yml's replica label is expanded from the environment, so it must be set
+    assert "${PROMETHEUS_REPLICA}" in (ROOT / "prometheus" / "prometheus.yml").read_text()
+    assert SERVICES["prometheus"]["environment"]["PROMETHEUS_REPLICA"]
 
 
-def test_the_long_term_store_keeps_a_year_and_dedups_at_the_scrape_interval() -> None:
+def test_the_long_term_store_keeps_a_year_and_dedups_at_the_aggregates_interval() -> None:
+    """Only recording.yml's aggregates are written there: the HA replicas' samples of one evaluation step
+    fall in one dedup window only if the window is that group's interval."""
     flags = _flags(SERVICES["victoriametrics"])
     assert flags["retentionPeriod"] in {"1y", "12", "12M", "365d"}
-    assert flags["dedup.minScrapeInterval"] == PROMETHEUS_CONFIG["global"]["scrape_interval"]
+    (group,) = yaml.safe_load((ROOT / "prometheus" / "rules" / "recording.yml").read_text())["groups"]
+    assert flags["dedup.minScrapeInterval"] == group["interval"]
     assert flags["httpListenAddr"].endswith(":8428")
 
 
@@ -460,7 +466,7 @@ def test_victoriametrics_starts_with_a_year_of_retention(running: dict[str, str]
     assert re.search(r'flag\{name="retentionPeriod", value="1y", is_set="true"\}', flags), (
         "retention flag not in effect"
     )
-    assert re.search(r'flag\{name="dedup.minScrapeInterval", value="15s", is_set="true"\}', flags)
+    assert re.search(r'flag\{name="dedup.minScrapeInterval", value="1m0s", is_set="true"\}', flags)
 
 
 # --- the compose Postgres's first start: the role Telltale connects as -----------------------------------------
