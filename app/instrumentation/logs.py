@@ -118,8 +118,9 @@ def _otel_context_var() -> contextvars.ContextVar[Any] | None:
 
 
 _OTEL_CONTEXT = _otel_context_var()
-# (method, route, status) -> the line's text from `"level"` to the route's value: route templates and
-# methods are a small set, so the message and its escapes are built once per combination, not per line
+# (method, route, status) -> the line's text from `"level"` to the status: route templates and methods are
+# a small set, so the message, its escapes and the status's digits are built once per combination, not per
+# line (the status goes before the path for that: JSON field order carries no meaning)
 _HEADS: dict[tuple[str, str, int], str] = {}
 _MAX_HEADS = 4096
 # the last millisecond's `{"timestamp":"...Z"`: one f-string per millisecond, one strftime per second
@@ -131,7 +132,7 @@ def _head(method: str, route: str, status: int) -> str:
         _HEADS.clear()
     head = _HEADS[method, route, status] = (
         f'","level":"info","logger":"telltale.access","message":{_json_str(f"{method} {route} {status}")},'
-        f'"method":"{method}","route":{_json_str(route)},"path":'
+        f'"method":"{method}","route":{_json_str(route)},"status":{status},"path":'
     )
     return head
 
@@ -200,7 +201,7 @@ def write_access_line(
     head = _HEADS.get((method, route, status)) or _head(method, route, status)
     ms = int(time.time() * 1000)
     stamp = _MILLI[1] if _MILLI[0] == ms else _stamp(ms)
-    line = f'{stamp}{head}{_json_str(path)},"status":{status},"duration_seconds":{duration:.6f}'
+    line = f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
     if request_id is not None:
         line += f',"request_id":{_json_str(request_id)}'  # type: ignore[arg-type]
         if organization_id is not None:
