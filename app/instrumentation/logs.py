@@ -201,17 +201,25 @@ def write_access_line(
     head = _HEADS.get((method, route, status)) or _head(method, route, status)
     ms = int(time.time() * 1000)
     stamp = _MILLI[1] if _MILLI[0] == ms else _stamp(ms)
-    line = f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
-    if request_id is not None:
-        line += f',"request_id":{_json_str(request_id)}'  # type: ignore[arg-type]
-        if organization_id is not None:
-            line += f',"organization_id":{_json_str(organization_id)}'
+    trace = ""
     if _OTEL_CONTEXT is None or _OTEL_CONTEXT.get():  # an empty OpenTelemetry context holds no span
         trace_id, span_id = _trace_ids()
         if trace_id:
-            line += f',"trace_id":"{trace_id}","span_id":"{span_id}"'
+            trace = f',"trace_id":"{trace_id}","span_id":"{span_id}"'
+    # the whole line in one f-string (each `+=` was a copy of the line so far)
+    if request_id is None:
+        line = f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}{trace}}}\n'
+    elif organization_id is None:
+        line = (
+            f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
+            f',"request_id":{_json_str(request_id)}{trace}}}\n'  # type: ignore[arg-type]
+        )
+    else:
+        line = (
+            f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
+            f',"request_id":{_json_str(request_id)},"organization_id":{_json_str(organization_id)}{trace}}}\n'  # type: ignore[arg-type]
+        )
     # BufferedLineHandler.write_line, inlined (a call frame less per request)
-    line += "}\n"
     handler._pending.append(line)  # type: ignore[union-attr]
     handler._size += len(line)  # type: ignore[union-attr]
     if handler._size >= handler.MAX_PENDING:  # type: ignore[union-attr]
