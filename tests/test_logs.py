@@ -336,3 +336,20 @@ def test_fast_access_line_respects_the_access_loggers_level_and_disabled_flag() 
         access.disabled = False
         configure_logging("json", "info")
     assert [r["route"] for r in lines(stream)] == ["/a"]
+
+
+def test_fast_access_line_quotes_every_request_id_as_json() -> None:
+    """Alphanumeric ids are written without the JSON escaper (nothing to escape); any other id, given as bytes
+    or str, still goes through it, and a configured secret in an id is still redacted."""
+    from telltale.app.instrumentation.logs import RequestContext, write_access_line
+
+    ids = [b"c0ffee0123456789abcdef01", b"abc-1.x:y_z", b'a"b\\c', "r\u00e9q-1", b"hunter22"]
+    stream = capture("json", ["hunter22"])
+    try:
+        for rid in ids:
+            write_access_line("GET", "/", "/", 200, 0.001, RequestContext(rid))
+        logging.getLogger().handlers[0].flush()
+    finally:
+        configure_logging("json", "info")
+    got = [r["request_id"] for r in lines(stream)]
+    assert got == ["c0ffee0123456789abcdef01", "abc-1.x:y_z", 'a"b\\c', "r\u00e9q-1", "***"]

@@ -183,9 +183,11 @@ def write_access_line(
         return
     ctx = context if context is not None else REQUEST.get()
     request_id = organization_id = None
+    plain_id = False  # ASCII letters and digits only (the middleware's generated ids): nothing to escape
     if ctx is not None:
         request_id = ctx._id
         if request_id.__class__ is not str:
+            plain_id = request_id.isalnum()  # bytes: ASCII only
             request_id = request_id.decode("latin-1")  # type: ignore[union-attr]
         organization_id = ctx.organization_id
     # each client-given field is redacted before it is serialized. Without configured secrets only the
@@ -196,6 +198,7 @@ def write_access_line(
         path = redact(path, secrets)
         if request_id is not None:
             request_id = redact(request_id, secrets)  # type: ignore[arg-type]
+            plain_id = False
     if organization_id is not None:
         organization_id = redact(organization_id, secrets)
     head = _HEADS.get((method, route, status)) or _head(method, route, status)
@@ -209,6 +212,11 @@ def write_access_line(
     # the whole line in one f-string (each `+=` was a copy of the line so far)
     if request_id is None:
         line = f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}{trace}}}\n'
+    elif organization_id is None and plain_id:
+        line = (
+            f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
+            f',"request_id":"{request_id}"{trace}}}\n'
+        )
     elif organization_id is None:
         line = (
             f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
