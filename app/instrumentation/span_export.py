@@ -74,7 +74,7 @@ def _flatten_fields(fields: tuple) -> tuple:
         int(c[3]),
         tuple(state.items()) if state else (),
         (p[0], p[1], p[2], int(p[3])) if p is not None else None,
-        kind.value,
+        kind._value_,  # the enum member's value, without the `value` property's call
         start,
         end,
         dict(attributes) if attributes else {},
@@ -85,10 +85,33 @@ def _flatten_fields(fields: tuple) -> tuple:
         )
         if links
         else (),
-        status.status_code.value,
-        status.description,
-        (scope.name, scope.version, scope.schema_url) if scope is not None else None,
+        *_known(status, _status_fields),
+        _known(scope, _scope_fields) if scope is not None else None,
     )
+
+
+# Flattened statuses and instrumentation scopes by identity: a lean span's status is one of the server
+# span's two shared ones, its scope the tracer's, so each is read through its properties once, not per span.
+_KNOWN: dict[int, tuple[Any, tuple]] = {}
+
+
+def _known(thing: Any, flatten: Callable[[Any], tuple]) -> tuple:
+    entry = _KNOWN.get(id(thing))
+    if entry is not None and entry[0] is thing:
+        return entry[1]
+    if len(_KNOWN) >= 64:  # handlers that set statuses of their own make new ones: keep only a few
+        _KNOWN.clear()
+    flat = flatten(thing)
+    _KNOWN[id(thing)] = (thing, flat)  # the cache holds `thing`, so its id is not reused meanwhile
+    return flat
+
+
+def _status_fields(status: Any) -> tuple:
+    return (status.status_code.value, status.description)
+
+
+def _scope_fields(scope: Any) -> tuple:
+    return (scope.name, scope.version, scope.schema_url)
 
 
 # the lean spans' ReadableSpans are flattened from their fields where `_compat` vouches for them
