@@ -99,6 +99,7 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None
 
 
 _ACCESS = logging.getLogger("telltale.access")
+_INFO = logging.INFO
 _ROOT = logging.getLogger()
 _json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
@@ -156,16 +157,17 @@ def write_access_line(
     `context` is the request's RequestContext when the caller holds it (saves reading the context variable);
     without it the current one is used. `duration_seconds` is written with six decimals (`0.001200`): the
     same number as the logging path's `round(duration, 6)`, at a third of repr's cost."""
+    handler: Any  # a BufferedLineHandler with a JsonFormatter on the fast path
+    formatter: Any
     handlers = _ROOT.handlers
-    handler = handlers[0] if len(handlers) == 1 else None
-    formatter = handler.formatter if handler is not None else None
     if (
-        type(handler) is not BufferedLineHandler
-        or type(formatter) is not JsonFormatter
+        len(handlers) != 1
+        or (handler := handlers[0]).__class__ is not BufferedLineHandler
+        or (formatter := handler.formatter).__class__ is not JsonFormatter
         or _ACCESS.handlers
         or _ACCESS.filters
         or _ACCESS.disabled
-        or not (_ACCESS._cache.get(logging.INFO) or _ACCESS.isEnabledFor(logging.INFO))  # type: ignore[attr-defined]
+        or not (_ACCESS._cache.get(_INFO) or _ACCESS.isEnabledFor(_INFO))  # type: ignore[attr-defined]
     ):
         _ACCESS.info(
             "%s %s %s",
@@ -213,9 +215,9 @@ def write_access_line(
     if request_id is None:
         line = f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}{trace}}}\n'
     elif organization_id is None and plain_id:
-        line = (
+        line = (  # request_id is the decoded str here
             f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
-            f',"request_id":"{request_id}"{trace}}}\n'
+            f',"request_id":"{request_id}"{trace}}}\n'  # type: ignore[str-bytes-safe]
         )
     elif organization_id is None:
         line = (

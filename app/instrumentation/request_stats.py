@@ -89,7 +89,7 @@ def _fold(routes: dict[tuple[str, str], _Route], batch: list[Observation]) -> No
     (an identity check per row) and skips the grouping sort and the status Counter entirely."""
     if not batch:
         return
-    columns = list(zip(*batch))  # the rows are the middleware's own 7-tuples
+    columns = list(zip(*batch, strict=False))  # the middleware's own 7-tuples: all the same length
     n = len(batch)
     methods, paths = columns[0], columns[1]
     if methods.count(methods[0]) == n and paths.count(paths[0]) == n:
@@ -97,7 +97,7 @@ def _fold(routes: dict[tuple[str, str], _Route], batch: list[Observation]) -> No
         return
     for key, group in groupby(sorted(batch, key=_BY_ROUTE), _BY_ROUTE):
         rows = list(group)
-        _fold_route(routes, key, rows, list(zip(*rows)))
+        _fold_route(routes, key, rows, list(zip(*rows, strict=False)))
 
 
 def _fold_route(
