@@ -119,22 +119,26 @@ def _otel_context_var() -> contextvars.ContextVar[Any] | None:
 
 
 _OTEL_CONTEXT = _otel_context_var()
-# (method, route, status) -> the line's text from `"level"` to the status: route templates and methods are
-# a small set, so the message, its escapes and the status's digits are built once per combination, not per
-# line (the status goes before the path for that: JSON field order carries no meaning)
-_HEADS: dict[tuple[str, str, int], str] = {}
+# route -> status -> method -> the line's text from `"level"` to the status: route templates and methods
+# are a small set, so the message, its escapes and the status's digits are built once per combination, not
+# per line (the status goes before the path for that: JSON field order carries no meaning). Nested rather
+# than keyed by a tuple: three subscripts cost less than building and hashing the tuple.
+_HEADS: dict[str, dict[int, dict[str, str]]] = {}
 _MAX_HEADS = 4096
+_HEAD_COUNT = [0]
 # the last millisecond's `{"timestamp":"...Z"`: one f-string per millisecond, one strftime per second
 _MILLI: list[Any] = [None, ""]
 
 
 def _head(method: str, route: str, status: int) -> str:
-    if len(_HEADS) >= _MAX_HEADS:  # a client sending many distinct methods cannot grow it without bound
+    if _HEAD_COUNT[0] >= _MAX_HEADS:  # a client sending many distinct methods cannot grow it without bound
         _HEADS.clear()
-    head = _HEADS[method, route, status] = (
+        _HEAD_COUNT[0] = 0
+    head = _HEADS.setdefault(route, {}).setdefault(status, {})[method] = (
         f'","level":"info","logger":"telltale.access","message":{_json_str(f"{method} {route} {status}")},'
         f'"method":"{method}","route":{_json_str(route)},"status":{status},"path":'
     )
+    _HEAD_COUNT[0] += 1
     return head
 
 
@@ -203,7 +207,10 @@ def write_access_line(
             plain_id = False
     if organization_id is not None:
         organization_id = redact(organization_id, secrets)
-    head = _HEADS.get((method, route, status)) or _head(method, route, status)
+    try:
+        head = _HEADS[route][status][method]
+    except KeyError:
+        head = _head(method, route, status)
     ms = int(time.time() * 1000)
     stamp = _MILLI[1] if _MILLI[0] == ms else _stamp(ms)
     trace = ""
