@@ -149,3 +149,31 @@ def test_histogram_bucket_counts_refuse_a_child_shaped_otherwise() -> None:
         def observe(self, value: float) -> None: ...
 
     assert _compat.histogram_add_counts(Plain(), [1, 0], 1.0) is False
+
+
+def test_flattening_a_span_from_its_fields_equals_reading_its_properties(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export thread reads a ReadableSpan's private fields and its SpanContexts by index: the flattened
+    tuple must be the one the public properties give, parent, trace state, events and links included."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceFlags, TraceState
+    from telltale.app.instrumentation import span_export
+
+    assert span_export._FIELDS is not None  # the fast path is on with this OpenTelemetry
+    span = ReadableSpan(
+        name="GET /r/{x}",
+        context=SpanContext(0xA1, 0xB1, False, TraceFlags(3), TraceState([("k", "v")])),
+        parent=SpanContext(0xA1, 0xC1, True, TraceFlags(1)),
+        resource=Resource.create({}),
+        attributes={"http.route": "/r/{x}", "http.response.status_code": 500},
+        events=(Event("exception", {"exception.type": "ValueError"}, 7),),
+        links=(Link(SpanContext(0xD1, 0xE1, False, TraceFlags(1)), {"l": 1}),),
+        kind=SpanKind.SERVER,
+        status=Status(StatusCode.ERROR, "boom"),
+        start_time=1,
+        end_time=2,
+        instrumentation_scope=InstrumentationScope("telltale", "1"),
+    )
+    fast = span_export._flatten(span)
+    monkeypatch.setattr(span_export, "_FIELDS", None)
+    assert fast == span_export._flatten(span)

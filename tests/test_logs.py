@@ -336,3 +336,42 @@ def test_fast_access_line_respects_the_access_loggers_level_and_disabled_flag() 
         access.disabled = False
         configure_logging("json", "info")
     assert [r["route"] for r in lines(stream)] == ["/a"]
+
+
+def test_fast_access_line_quotes_every_request_id_as_json() -> None:
+    """Alphanumeric ids are written without the JSON escaper (nothing to escape); any other id, given as bytes
+    or str, still goes through it, and a configured secret in an id is still redacted."""
+    from telltale.app.instrumentation.logs import RequestContext, write_access_line
+
+    ids = [b"c0ffee0123456789abcdef01", b"abc-1.x:y_z", b'a"b\\c', "r\u00e9q-1", b"hunter22"]
+    stream = capture("json", ["hunter22"])
+    try:
+        for rid in ids:
+            write_access_line("GET", "/", "/", 200, 0.001, RequestContext(rid))
+        logging.getLogger().handlers[0].flush()
+    finally:
+        configure_logging("json", "info")
+    got = [r["request_id"] for r in lines(stream)]
+    assert got == ["c0ffee0123456789abcdef01", "abc-1.x:y_z", 'a"b\\c', "r\u00e9q-1", "***"]
+
+
+def test_fast_access_line_heads_stay_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-(method, route, status) line heads are cached up to a bound; past it the cache starts over,
+    and every line still carries its own method, route and status."""
+    from telltale.app.instrumentation import logs
+
+    monkeypatch.setattr(logs, "_MAX_HEADS", 3)
+    monkeypatch.setattr(logs, "_HEADS", {})  # a cache of its own, empty, under the small bound
+    monkeypatch.setattr(logs, "_HEAD_COUNT", [0])
+    calls = [(m, r, s) for m in ("GET", "POST") for r in ("/a", "/b/{x}") for s in (200, 404)] * 2
+    stream = capture("json", [])
+    try:
+        for method, route, status in calls:
+            logs.write_access_line(method, route, "/p", status, 0.001, logs.RequestContext(b"id1"))
+            entries = sum(len(by_method) for by_status in logs._HEADS.values() for by_method in by_status.values())
+            assert entries <= 3
+        logging.getLogger().handlers[0].flush()
+    finally:
+        configure_logging("json", "info")
+    got = [(r["method"], r["route"], r["status"], r["message"]) for r in lines(stream)]
+    assert got == [(m, r, s, f"{m} {r} {s}") for m, r, s in calls]

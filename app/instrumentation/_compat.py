@@ -13,6 +13,7 @@ client has no bulk observe); otherwise only its public modules `core`, `samples`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -141,6 +142,10 @@ def missing() -> list[str]:
     ):
         if value is None:
             gone.append(f"opentelemetry.sdk.trace.{name}")
+    if readable_span_reader() is None:
+        gone.append("opentelemetry.sdk.trace.ReadableSpan's private fields (" + ", ".join(READABLE_SPAN_FIELDS) + ")")
+    if not span_context_is_a_tuple():
+        gone.append("opentelemetry.trace.SpanContext's tuple layout")
     try:
         from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics  # noqa: F401
     except ImportError:
@@ -205,3 +210,68 @@ def histogram_add_counts(child: Any, counts: list[int], total: float) -> bool:
             bucket.inc(count)
     value_sum.inc(total)
     return True
+
+
+# A ReadableSpan's private fields, in the order `span_export._flatten` unpacks them; each property of the
+# same name without the underscore returns the field itself (`attributes`, `events` and `links` a view or
+# copy of it). The export thread reads them for every span it flattens.
+READABLE_SPAN_FIELDS = (
+    "_name",
+    "_context",
+    "_parent",
+    "_kind",
+    "_start_time",
+    "_end_time",
+    "_attributes",
+    "_events",
+    "_links",
+    "_status",
+    "_instrumentation_scope",
+)
+
+
+def readable_span_reader() -> Callable[[Any], tuple[Any, ...]] | None:
+    """A C-level getter of READABLE_SPAN_FIELDS for a span of exactly `ReadableSpan`'s type (what the lean
+    server spans hand to the queue): one call instead of eleven property calls. None when a field is gone or
+    no longer holds what its property returns, checked on a probe span; then the public properties are read.
+    The SpanContexts inside are read by index: `span_context_is_a_tuple` checks that layout."""
+    from operator import attrgetter
+
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+
+    probe = ReadableSpan(
+        name="probe",
+        context=SpanContext(1, 2, False),
+        parent=SpanContext(1, 3, True),
+        attributes={"a": 1},
+        events=(),
+        links=(),
+        kind=SpanKind.SERVER,
+        status=Status(StatusCode.ERROR, "x"),
+        start_time=1,
+        end_time=2,
+        instrumentation_scope=InstrumentationScope("telltale.compat"),
+    )
+    reader = attrgetter(*READABLE_SPAN_FIELDS)
+    try:
+        fields = reader(probe)
+    except AttributeError:
+        return None
+    public = tuple(getattr(probe, name.lstrip("_")) for name in READABLE_SPAN_FIELDS)
+    same = all(
+        (dict(f) == dict(p)) if name == "_attributes" else (tuple(f) == p) if name in ("_events", "_links") else f is p
+        for name, f, p in zip(READABLE_SPAN_FIELDS, fields, public, strict=True)
+    )
+    return reader if same else None
+
+
+def span_context_is_a_tuple() -> bool:
+    """SpanContext is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid): its
+    properties index it, and the export thread reads it the same way."""
+    from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+
+    state = TraceState([("k", "v")])
+    context = SpanContext(5, 6, True, TraceFlags(1), state)
+    return isinstance(context, tuple) and tuple(context) == (5, 6, True, TraceFlags(1), state, True)

@@ -99,6 +99,7 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None
 
 
 _ACCESS = logging.getLogger("telltale.access")
+_INFO = logging.INFO
 _ROOT = logging.getLogger()
 _json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
@@ -118,21 +119,26 @@ def _otel_context_var() -> contextvars.ContextVar[Any] | None:
 
 
 _OTEL_CONTEXT = _otel_context_var()
-# (method, route, status) -> the line's text from `"level"` to the route's value: route templates and
-# methods are a small set, so the message and its escapes are built once per combination, not per line
-_HEADS: dict[tuple[str, str, int], str] = {}
+# route -> status -> method -> the line's text from `"level"` to the status: route templates and methods
+# are a small set, so the message, its escapes and the status's digits are built once per combination, not
+# per line (the status goes before the path for that: JSON field order carries no meaning). Nested rather
+# than keyed by a tuple: three subscripts cost less than building and hashing the tuple.
+_HEADS: dict[str, dict[int, dict[str, str]]] = {}
 _MAX_HEADS = 4096
+_HEAD_COUNT = [0]
 # the last millisecond's `{"timestamp":"...Z"`: one f-string per millisecond, one strftime per second
 _MILLI: list[Any] = [None, ""]
 
 
 def _head(method: str, route: str, status: int) -> str:
-    if len(_HEADS) >= _MAX_HEADS:  # a client sending many distinct methods cannot grow it without bound
+    if _HEAD_COUNT[0] >= _MAX_HEADS:  # a client sending many distinct methods cannot grow it without bound
         _HEADS.clear()
-    head = _HEADS[method, route, status] = (
+        _HEAD_COUNT[0] = 0
+    head = _HEADS.setdefault(route, {}).setdefault(status, {})[method] = (
         f'","level":"info","logger":"telltale.access","message":{_json_str(f"{method} {route} {status}")},'
-        f'"method":"{method}","route":{_json_str(route)},"path":'
+        f'"method":"{method}","route":{_json_str(route)},"status":{status},"path":'
     )
+    _HEAD_COUNT[0] += 1
     return head
 
 
@@ -155,16 +161,17 @@ def write_access_line(
     `context` is the request's RequestContext when the caller holds it (saves reading the context variable);
     without it the current one is used. `duration_seconds` is written with six decimals (`0.001200`): the
     same number as the logging path's `round(duration, 6)`, at a third of repr's cost."""
+    handler: Any  # a BufferedLineHandler with a JsonFormatter on the fast path
+    formatter: Any
     handlers = _ROOT.handlers
-    handler = handlers[0] if len(handlers) == 1 else None
-    formatter = handler.formatter if handler is not None else None
     if (
-        type(handler) is not BufferedLineHandler
-        or type(formatter) is not JsonFormatter
+        len(handlers) != 1
+        or (handler := handlers[0]).__class__ is not BufferedLineHandler
+        or (formatter := handler.formatter).__class__ is not JsonFormatter
         or _ACCESS.handlers
         or _ACCESS.filters
         or _ACCESS.disabled
-        or not (_ACCESS._cache.get(logging.INFO) or _ACCESS.isEnabledFor(logging.INFO))  # type: ignore[attr-defined]
+        or not (_ACCESS._cache.get(_INFO) or _ACCESS.isEnabledFor(_INFO))  # type: ignore[attr-defined]
     ):
         _ACCESS.info(
             "%s %s %s",
@@ -182,9 +189,11 @@ def write_access_line(
         return
     ctx = context if context is not None else REQUEST.get()
     request_id = organization_id = None
+    plain_id = False  # ASCII letters and digits only (the middleware's generated ids): nothing to escape
     if ctx is not None:
         request_id = ctx._id
         if request_id.__class__ is not str:
+            plain_id = request_id.isalnum()  # bytes: ASCII only
             request_id = request_id.decode("latin-1")  # type: ignore[union-attr]
         organization_id = ctx.organization_id
     # each client-given field is redacted before it is serialized. Without configured secrets only the
@@ -195,22 +204,39 @@ def write_access_line(
         path = redact(path, secrets)
         if request_id is not None:
             request_id = redact(request_id, secrets)  # type: ignore[arg-type]
+            plain_id = False
     if organization_id is not None:
         organization_id = redact(organization_id, secrets)
-    head = _HEADS.get((method, route, status)) or _head(method, route, status)
+    try:
+        head = _HEADS[route][status][method]
+    except KeyError:
+        head = _head(method, route, status)
     ms = int(time.time() * 1000)
     stamp = _MILLI[1] if _MILLI[0] == ms else _stamp(ms)
-    line = f'{stamp}{head}{_json_str(path)},"status":{status},"duration_seconds":{duration:.6f}'
-    if request_id is not None:
-        line += f',"request_id":{_json_str(request_id)}'  # type: ignore[arg-type]
-        if organization_id is not None:
-            line += f',"organization_id":{_json_str(organization_id)}'
+    trace = ""
     if _OTEL_CONTEXT is None or _OTEL_CONTEXT.get():  # an empty OpenTelemetry context holds no span
         trace_id, span_id = _trace_ids()
         if trace_id:
-            line += f',"trace_id":"{trace_id}","span_id":"{span_id}"'
+            trace = f',"trace_id":"{trace_id}","span_id":"{span_id}"'
+    # the whole line in one f-string (each `+=` was a copy of the line so far)
+    if request_id is None:
+        line = f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}{trace}}}\n'
+    elif organization_id is None and plain_id:
+        line = (  # request_id is the decoded str here
+            f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
+            f',"request_id":"{request_id}"{trace}}}\n'  # type: ignore[str-bytes-safe]
+        )
+    elif organization_id is None:
+        line = (
+            f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
+            f',"request_id":{_json_str(request_id)}{trace}}}\n'  # type: ignore[arg-type]
+        )
+    else:
+        line = (
+            f'{stamp}{head}{_json_str(path)},"duration_seconds":{duration:.6f}'
+            f',"request_id":{_json_str(request_id)},"organization_id":{_json_str(organization_id)}{trace}}}\n'  # type: ignore[arg-type]
+        )
     # BufferedLineHandler.write_line, inlined (a call frame less per request)
-    line += "}\n"
     handler._pending.append(line)  # type: ignore[union-attr]
     handler._size += len(line)  # type: ignore[union-attr]
     if handler._size >= handler.MAX_PENDING:  # type: ignore[union-attr]

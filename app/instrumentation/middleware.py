@@ -252,6 +252,10 @@ class TelemetryMiddleware:
         self.metrics_exclude = frozenset(metrics_exclude) if metrics is not None else frozenset()
         self.trace_exclude = frozenset(trace_exclude)
         self.probes = self.metrics_exclude & self.trace_exclude if metrics is not None else self.trace_exclude
+        # any path with special handling: the usual request is settled by one lookup in this set
+        self._special = self.metrics_exclude | self.trace_exclude
+        # the request headers the middleware reads: one set lookup per header, the usual miss included
+        self._watched = frozenset({_REQUEST_ID_HEADER, b"content-length"}) | self._trace_headers
         self.access_log = access_log
         # request ids: 24 hex digits, a random per-process prefix (top bit set, so the width is fixed) and a
         # counter; unique without a syscall per request, formatted in one step
@@ -275,9 +279,15 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path in self.probes:
-            await self._pass_through(scope, receive, send)
-            return
+        if path in self._special:
+            if path in self.probes:
+                await self._pass_through(scope, receive, send)
+                return
+            measured = self._measure and path not in self.metrics_exclude
+            quiet = path in self.trace_exclude
+        else:
+            measured = self._measure
+            quiet = False
         start = _now()
         method: str = scope["method"]
         if method not in KNOWN_METHODS:
@@ -287,23 +297,26 @@ class TelemetryMiddleware:
         request_id: bytes | None = None
         content_length = 0
         traced_request = False
-        trace_headers = self._trace_headers
+        watched = self._watched
         for name, value in scope["headers"]:
-            if name == _REQUEST_ID_HEADER:
-                if _valid_request_id(value):
-                    request_id = value
-            elif name == b"content-length":
-                try:
-                    content_length = int(value)
-                except ValueError:
-                    pass
-            elif name in trace_headers:
-                traced_request = True
+            if name in watched:
+                if name == _REQUEST_ID_HEADER:
+                    if _valid_request_id(value):
+                        request_id = value
+                elif name == b"content-length":
+                    try:
+                        content_length = int(value)
+                    except ValueError:
+                        pass
+                else:
+                    traced_request = True
         if request_id is None:
             request_id = b"%x" % next(self._ids)
-        ctx_token = REQUEST.set(RequestContext(request_id))
-        measured = self._measure and path not in self.metrics_exclude
-        quiet = path in self.trace_exclude
+        # RequestContext(request_id) without the type call and its __init__ frame
+        ctx: RequestContext = _new_object(RequestContext)
+        ctx._id = request_id
+        ctx.organization_id = None
+        ctx_token = REQUEST.set(ctx)
         end: ServerSpanEnd | None = None
         otel_token = None
         tracing = self._tracing
@@ -371,7 +384,7 @@ class TelemetryMiddleware:
                 if len(pending) >= self._flush_at:
                     self._batched.flush()  # type: ignore[union-attr]
             if self.access_log and not quiet:
-                write_access_line(method, route, path, status, duration)
+                write_access_line(method, route, path, status, duration, ctx)
             if otel_token is not None:
                 tracing.detach(otel_token)  # type: ignore[union-attr]
             REQUEST.reset(ctx_token)

@@ -84,18 +84,20 @@ def _fold_histogram(counts: list[int], offset: int, bounds: tuple[float, ...], v
 
 
 def _fold(routes: dict[tuple[str, str], _Route], batch: list[Observation]) -> None:
-    """Fold a batch of observations into the per-route totals. Column-wise: zip, sort, sum and set all
-    run in C; the usual batch (one route, one or two statuses) skips the grouping sort entirely."""
+    """Fold a batch of observations into the per-route totals. Column-wise: zip, sort, sum and count all
+    run in C; the usual batch (one route, one status) is recognised by counting the first row's values
+    (an identity check per row) and skips the grouping sort and the status Counter entirely."""
     if not batch:
         return
-    columns = list(zip(*batch, strict=True))
-    methods, paths = set(columns[0]), set(columns[1])
-    if len(methods) == 1 and len(paths) == 1:
-        _fold_route(routes, (batch[0][0], batch[0][1]), batch, columns)
+    columns = list(zip(*batch, strict=False))  # the middleware's own 7-tuples: all the same length
+    n = len(batch)
+    methods, paths = columns[0], columns[1]
+    if methods.count(methods[0]) == n and paths.count(paths[0]) == n:
+        _fold_route(routes, (methods[0], paths[0]), batch, columns)
         return
     for key, group in groupby(sorted(batch, key=_BY_ROUTE), _BY_ROUTE):
         rows = list(group)
-        _fold_route(routes, key, rows, list(zip(*rows, strict=True)))
+        _fold_route(routes, key, rows, list(zip(*rows, strict=False)))
 
 
 def _fold_route(
@@ -106,9 +108,10 @@ def _fold_route(
         r = routes[key] = _Route()
     _, _, statuses, durations, request_sizes, response_sizes, samples = columns
     st = r.statuses
-    distinct = set(statuses)
-    for status, n in ((distinct.pop(), len(statuses)),) if len(distinct) == 1 else Counter(statuses).items():
-        st[status] = st.get(status, 0) + n
+    first = statuses[0]
+    n = len(statuses)
+    for status, count in ((first, n),) if statuses.count(first) == n else Counter(statuses).items():
+        st[status] = st.get(status, 0) + count
     _fold_histogram(r.counts, 0, LATENCY_BUCKETS, durations)
     _fold_histogram(r.counts, _REQ, SIZE_BUCKETS, request_sizes)
     _fold_histogram(r.counts, _RESP, SIZE_BUCKETS, response_sizes)
@@ -116,9 +119,10 @@ def _fold_route(
     sums[0] += sum(durations)
     sums[1] += sum(request_sizes)
     sums[2] += sum(response_sizes)
-    for row in compress(rows, samples):  # the sampled requests: latest exemplar per latency bucket
-        context, when = row[6]  # type: ignore[misc]
-        r.exemplars[bisect_left(LATENCY_BUCKETS, row[3])] = (context, row[3], when)
+    if samples.count(None) != n:  # the sampled requests: latest exemplar per latency bucket
+        for row in compress(rows, samples):
+            context, when = row[6]  # type: ignore[misc]
+            r.exemplars[bisect_left(LATENCY_BUCKETS, row[3])] = (context, row[3], when)
 
 
 _BY_ROUTE = itemgetter(0, 1)

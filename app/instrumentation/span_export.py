@@ -23,6 +23,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from telltale.app.instrumentation import _compat
 from telltale.config.log_format import configure_logging, current_logging
 
 log = logging.getLogger("telltale.telemetry")
@@ -35,6 +36,8 @@ def otlp_http_exporter() -> SpanExporter:
 
 
 def _flatten(span: ReadableSpan) -> tuple:
+    if type(span) is ReadableSpan and _FIELDS is not None:
+        return _flatten_fields(_FIELDS(span))
     c, p = span.context, span.parent
     scope = span.instrumentation_scope
     return (
@@ -57,6 +60,62 @@ def _flatten(span: ReadableSpan) -> tuple:
         span.status.description,
         (scope.name, scope.version, scope.schema_url) if scope is not None else None,
     )
+
+
+def _flatten_fields(fields: tuple) -> tuple:
+    """`_flatten` from the span's fields read in one C call, and its SpanContexts read by index (the
+    same tuple as the public path; a property call per field was most of the export thread's work)."""
+    name, c, p, kind, start, end, attributes, events, links, status, scope = fields
+    state = c[4]
+    return (
+        name,
+        c[0],
+        c[1],
+        int(c[3]),
+        tuple(state.items()) if state else (),
+        (p[0], p[1], p[2], int(p[3])) if p is not None else None,
+        kind._value_,  # the enum member's value, without the `value` property's call
+        start,
+        end,
+        dict(attributes) if attributes else {},
+        tuple((e.name, e.timestamp, dict(e.attributes or {})) for e in events) if events else (),
+        tuple(
+            (lk.context.trace_id, lk.context.span_id, int(lk.context.trace_flags), dict(lk.attributes or {}))
+            for lk in links
+        )
+        if links
+        else (),
+        *_known(status, _status_fields),
+        _known(scope, _scope_fields) if scope is not None else None,
+    )
+
+
+# Flattened statuses and instrumentation scopes by identity: a lean span's status is one of the server
+# span's two shared ones, its scope the tracer's, so each is read through its properties once, not per span.
+_KNOWN: dict[int, tuple[Any, tuple]] = {}
+
+
+def _known(thing: Any, flatten: Callable[[Any], tuple]) -> tuple:
+    entry = _KNOWN.get(id(thing))
+    if entry is not None and entry[0] is thing:
+        return entry[1]
+    if len(_KNOWN) >= 64:  # handlers that set statuses of their own make new ones: keep only a few
+        _KNOWN.clear()
+    flat = flatten(thing)
+    _KNOWN[id(thing)] = (thing, flat)  # the cache holds `thing`, so its id is not reused meanwhile
+    return flat
+
+
+def _status_fields(status: Any) -> tuple:
+    return (status.status_code.value, status.description)
+
+
+def _scope_fields(scope: Any) -> tuple:
+    return (scope.name, scope.version, scope.schema_url)
+
+
+# the lean spans' ReadableSpans are flattened from their fields where `_compat` vouches for them
+_FIELDS = _compat.readable_span_reader() if _compat.span_context_is_a_tuple() else None
 
 
 def _rebuild(flat: tuple, resource: Any, scopes: dict) -> ReadableSpan:
