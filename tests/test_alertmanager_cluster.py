@@ -143,7 +143,7 @@ def prometheus_config(telltale: list[int], exporter: int, alertmanagers: list[in
         },
         {
             "job_name": "telltale-exporter",
-            "static_configs": [{"targets": [f"127.0.0.1:{exporter}"], "labels": {"service": "exporter"}}],
+            "static_configs": [{"targets": [f"127.0.0.1:{exporter}"], "labels": {"service": "telltale-exporter"}}],
         },
     ]
     return yaml.safe_dump(cfg, sort_keys=False)
