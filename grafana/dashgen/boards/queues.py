@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import UP_DOWN, Board, Q, above
+from ..board import ONCE, UP_DOWN, Board, Q, above
 
 Q_SEL = 'queue=~"$queue"'
 
@@ -50,7 +50,7 @@ def build() -> Board:
         "Jobs waiting",
         "Jobs waiting in all selected queues now.",
         "short",
-        [Q(f"sum(telltale_queue_depth{{{Q_SEL}}})", "waiting")],
+        [Q(f"sum({ONCE} (telltale_queue_depth{{{Q_SEL}}}))", "waiting")],
         width=12,
     )
     b.row("Errors")
