@@ -475,8 +475,8 @@ def test_a_latency_exemplar_names_the_trace(telltale_run: Run) -> None:
 
 def test_metrics_and_logs_name_each_telltale_process_alike() -> None:
     """Alertmanager groups and inhibits on `service`: a process's metric alerts (the scrape job's static
-    label, and the label a rule sets) and its log alerts (the compose service name the collectors set)
-    must say the same name, or ServiceDown/TargetDown of the exporter would not pair with its log alerts."""
+    label, the Kubernetes Service's name, the label a rule sets) and its log alerts (the compose service name
+    the collectors set) must say the same name, or the exporter's TargetDown would not pair with its log alerts."""
     scrape = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
     metric_side: dict[str, str] = {}  # compose service -> `service` of the job scraping it directly
     for job in scrape:
@@ -489,6 +489,14 @@ def test_metrics_and_logs_name_each_telltale_process_alike() -> None:
         for service in TELLTALE_SERVICES:
             target = relabel({COMPOSE_SERVICE: service}, pipeline.relabel)
             assert target is not None and target["service"] == metric_side[service], (collector, service)
+    # In Kubernetes the Prometheus Operator sets `service` to the scraped Service's name; nothing overrides it.
+    objects = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "telltale.yaml").read_text()))
+    services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
+    assert services == set(metric_side.values()), services
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        for endpoint in monitor["spec"]["endpoints"]:
+            targets = {r.get("targetLabel") for r in endpoint.get("relabelings", [])}
+            assert "service" not in targets, endpoint
     exporter_rules = [
         rule
         for path in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
