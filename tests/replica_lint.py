@@ -100,3 +100,13 @@ def replica_counted(expr: str) -> list[str]:
         if names := PLATFORM_WIDE.findall("".join(argument)):
             problems.append(f"{agg.op}(...) over {sorted(set(names))} counts each exporter replica")
     return problems
+
+
+def per_replica(expr: str) -> set[str]:
+    """The platform-wide series `expr` shows once per exporter replica: those outside every max/min that
+    collapses the replicas. A panel showing them draws the same line or number once per pod."""
+    text = list(expr)
+    for agg in aggregations(expr):
+        if agg.collapses_replicas():
+            text[agg.start : agg.arg_end + 1] = " " * (agg.arg_end + 1 - agg.start)
+    return set(PLATFORM_WIDE.findall("".join(text)))

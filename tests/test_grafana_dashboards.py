@@ -20,7 +20,7 @@ import yaml
 from grafana.dashgen.catalog import known_metrics
 from grafana.dashgen.generate import boards, write
 from grafana.dashgen.queries import panel_queries, to_promql
-from tests.replica_lint import replica_counted
+from tests.replica_lint import per_replica, replica_counted
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "grafana" / "dashboards"
@@ -172,6 +172,18 @@ def test_platform_wide_exporter_series_are_counted_once_whatever_the_replicas(re
             assert not problems, f"{rel}: {panel['title']}: {problems} in {target['expr']}"
 
 
+@pytest.mark.parametrize("rel", DASHBOARDS)
+def test_platform_wide_exporter_series_are_drawn_once_unless_the_panel_is_per_exporter(rel: str) -> None:
+    """Two pods would draw two identical lines (or two numbers in a stat) under one legend; a panel that
+    means to show each exporter says so with `{{instance}}` in its legend."""
+    for panel in _panels(DASHBOARDS[rel]):
+        for target in panel["targets"]:
+            if "{{instance}}" in target.get("legendFormat", ""):
+                continue
+            shown = per_replica(target["expr"])
+            assert not shown, f"{rel}: {panel['title']}: {sorted(shown)} once per exporter in {target['expr']}"
+
+
 def test_the_replica_lint_sees_what_it_must() -> None:
     counted = [
         "sum(telltale_queue_depth)",
@@ -197,6 +209,12 @@ def test_the_replica_lint_sees_what_it_must() -> None:
         assert replica_counted(expr), expr
     for expr in once:
         assert not replica_counted(expr), expr
+    assert per_replica("telltale_queue_depth + telltale_disk_used_ratio") == {"telltale_queue_depth"}
+    assert per_replica("rate(telltale_redis_commands_processed_total[5m])") == {
+        "telltale_redis_commands_processed_total"
+    }
+    assert not per_replica("max without (instance, pod) (rate(telltale_redis_commands_processed_total[5m]))")
+    assert not per_replica('min by (organization) ({__name__=~"telltale_sql_license_expiry_timestamp_seconds"})')
 
 
 @pytest.mark.parametrize("rel", DASHBOARDS)

@@ -157,16 +157,16 @@ def build() -> Board:
         "Database sizes",
         "Size of each database (refreshed every exporter refresh interval).",
         "bytes",
-        [Q(f"telltale_postgres_database_size_bytes{{{DB}}}", "{{datname}}")],
+        [Q(once(f"telltale_postgres_database_size_bytes{{{DB}}}"), "{{datname}}")],
     )
     b.timeseries(
         "Oldest transaction and replication lag",
         "Age of the oldest open transaction (vacuum blocker) and, on a replica, the replay lag.",
         "s",
         [
-            Q("telltale_postgres_oldest_transaction_age_seconds", "oldest transaction"),
+            Q(once("telltale_postgres_oldest_transaction_age_seconds"), "oldest transaction"),
             Q(
-                "telltale_postgres_replication_lag_seconds",
+                once("telltale_postgres_replication_lag_seconds"),
                 "replication lag",
                 empty="reported by replicas only (a primary has no replay lag)",
             ),
@@ -181,12 +181,17 @@ def build() -> Board:
         [Q("telltale_redis_up", "{{instance}}")],
         thresholds=UP_DOWN,
     )
-    b.stat("Redis memory used", "Memory Redis uses (used_memory).", "bytes", [Q("telltale_redis_memory_used_bytes")])
+    b.stat(
+        "Redis memory used", "Memory Redis uses (used_memory).", "bytes", [Q(once("telltale_redis_memory_used_bytes"))]
+    )
     b.stat(
         "Redis clients",
         "Connected and blocked clients.",
         "short",
-        [Q("telltale_redis_connected_clients", "connected"), Q("telltale_redis_blocked_clients", "blocked")],
+        [
+            Q(once("telltale_redis_connected_clients"), "connected"),
+            Q(once("telltale_redis_blocked_clients"), "blocked"),
+        ],
     )
     b.stat(
         "Redis keys",
@@ -220,10 +225,10 @@ def build() -> Board:
         "Commands processed, keys evicted (memory saturation) and expired, and connections rejected, per second.",
         "ops",
         [
-            Q("rate(telltale_redis_commands_processed_total[$__rate_interval])", "commands"),
-            Q("rate(telltale_redis_evicted_keys_total[$__rate_interval])", "evicted"),
-            Q("rate(telltale_redis_expired_keys_total[$__rate_interval])", "expired"),
-            Q("rate(telltale_redis_rejected_connections_total[$__rate_interval])", "rejected connections"),
+            Q(once("rate(telltale_redis_commands_processed_total[$__rate_interval])"), "commands"),
+            Q(once("rate(telltale_redis_evicted_keys_total[$__rate_interval])"), "evicted"),
+            Q(once("rate(telltale_redis_expired_keys_total[$__rate_interval])"), "expired"),
+            Q(once("rate(telltale_redis_rejected_connections_total[$__rate_interval])"), "rejected connections"),
         ],
     )
     return b

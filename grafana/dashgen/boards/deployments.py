@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import ONCE, UP_DOWN, Board, Q
+from ..board import ONCE, UP_DOWN, Board, Q, once
 
 NO_FAILURE = "no deployment has failed yet (the failed series appears with the first failure)"
 
@@ -41,7 +41,7 @@ def build() -> Board:
         "Average duration, last 24 h",
         "Average duration of the deployments completed in the last 24 hours (0 when none).",
         "s",
-        [Q("telltale_terraform_deployment_duration_seconds_avg", "average")],
+        [Q(once("telltale_terraform_deployment_duration_seconds_avg"), "average")],
     )
     b.stat(
         "Terraform binary",
