@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -327,12 +328,56 @@ class PodmanService(_Process):
         return self
 
 
-def _binary(*names: str) -> str:
+def binary(*names: str) -> str:
+    """The first of `names` on PATH: Debian's name for a daemon, then upstream's."""
     for name in names:
         path = shutil.which(name)
         if path:
             return path
-    raise RuntimeError(f"none of {names} found: install Debian's prometheus / prometheus-alertmanager")
+    raise RuntimeError(f"none of {names} found: `make system-deps` installs Debian's packages")
+
+
+def node_exporter_args(port: int) -> list[str]:
+    """prometheus-node-exporter on a loopback port, default collectors (NodeExporterServer, `make stack`)."""
+    return [binary("prometheus-node-exporter", "node_exporter"), f"--web.listen-address=127.0.0.1:{port}"]
+
+
+def blackbox_exporter_args(port: int, config: Path) -> list[str]:
+    """prometheus-blackbox-exporter on a loopback port with the given modules (BlackboxExporterServer, `make stack`)."""
+    return [
+        binary("prometheus-blackbox-exporter", "blackbox_exporter"),
+        f"--config.file={config}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+
+
+def telltale_env(env: dict[str, str]) -> dict[str, str]:
+    """This environment without the caller's TELLTALE_/OTEL_ settings, plus `env`: a child `telltale` sees only
+    what the test (or the stack) gives it."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
+    return {**clean, **env}
+
+
+def spawn_telltale(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`telltale <args>` from this checkout, its output in `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "telltale.app.cli", *args],
+            env=telltale_env(env),
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @dataclass
@@ -349,7 +394,7 @@ class AlertmanagerServer(_Process):
         cfg.write_text(self.config)
         self._launch(
             [
-                _binary("prometheus-alertmanager", "alertmanager"),
+                binary("prometheus-alertmanager", "alertmanager"),
                 f"--config.file={cfg}",
                 f"--storage.path={self.root / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -379,7 +424,7 @@ class PrometheusServer(_Process):
         cfg.write_text(self.config)
         self._launch(
             [
-                _binary("prometheus"),
+                binary("prometheus"),
                 f"--config.file={cfg}",
                 f"--storage.tsdb.path={self.root / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -449,9 +494,7 @@ class NodeExporterServer(_Process):
     proc: subprocess.Popen | None = None
 
     def start(self) -> NodeExporterServer:
-        self._launch(
-            [_binary("prometheus-node-exporter", "node_exporter"), f"--web.listen-address=127.0.0.1:{self.port}"]
-        )
+        self._launch(node_exporter_args(self.port))
         wait_ready(f"{self.url}/metrics")
         return self
 
@@ -467,12 +510,6 @@ class BlackboxExporterServer(_Process):
     def start(self) -> BlackboxExporterServer:
         cfg = self.root / "blackbox.yml"
         cfg.write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n")
-        self._launch(
-            [
-                _binary("prometheus-blackbox-exporter", "blackbox_exporter"),
-                f"--config.file={cfg}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ]
-        )
+        self._launch(blackbox_exporter_args(self.port, cfg))
         wait_ready(f"{self.url}/metrics")
         return self

@@ -12,10 +12,7 @@ SIGKILLed and the next alerts, from a rule and from an event, still arrive. Prin
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,14 +23,17 @@ import httpx
 import pytest
 import yaml
 
+from scripts.stack.render import Timing, render_rules
 from tests.servers import (
     PostgresServer,
     PrometheusServer,
     RedisServer,
     WebhookRecorder,
-    _binary,
     _Process,
+    binary,
     free_port,
+    spawn_telltale,
+    stop_process,
     wait_port,
     wait_ready,
 )
@@ -66,7 +66,7 @@ class AlertmanagerPeer(_Process):
     def start(self) -> AlertmanagerPeer:
         self._launch(
             [
-                _binary("prometheus-alertmanager", "alertmanager"),
+                binary("prometheus-alertmanager", "alertmanager"),
                 f"--config.file={self.config}",
                 f"--storage.path={self.root / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -87,26 +87,6 @@ class AlertmanagerPeer(_Process):
         self.proc.kill()
         self.proc.wait()
         self.proc = None
-
-
-def spawn_telltale(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "telltale.app.cli", *args],
-        env={**clean, **env},
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def alertmanager_config(tmp: Path, sink: Sink, smtp: SmtpSink, telltale: str, witness: str) -> Path:
@@ -143,17 +123,10 @@ def prometheus_config(telltale: list[int], exporter: int, alertmanagers: list[in
         },
         {
             "job_name": "telltale-exporter",
-            "static_configs": [{"targets": [f"127.0.0.1:{exporter}"], "labels": {"service": "exporter"}}],
+            "static_configs": [{"targets": [f"127.0.0.1:{exporter}"], "labels": {"service": "telltale-exporter"}}],
         },
     ]
     return yaml.safe_dump(cfg, sort_keys=False)
-
-
-def shipped_rules() -> dict[str, str]:
-    return {
-        p.name: re.sub(r"(\n\s+for:\s*)\S+", r"\g<1>1s", p.read_text())
-        for p in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
-    }
 
 
 class Cluster:
@@ -202,9 +175,8 @@ class Cluster:
         )
         for port in (*self.replica_ports, self.exporter_port):
             wait_port(port, 30)
-        self.prom = PrometheusServer(
-            prometheus_config(self.replica_ports, self.exporter_port, [p.port for p in self.peers]), shipped_rules()
-        ).start()
+        config = prometheus_config(self.replica_ports, self.exporter_port, [p.port for p in self.peers])
+        self.prom = PrometheusServer(config, render_rules(Timing(rule_for="1s"))).start()  # the shipped rules
 
     def replica(self, i: int) -> str:
         return f"http://127.0.0.1:{self.replica_ports[i]}"
@@ -225,7 +197,7 @@ class Cluster:
 
     def close(self) -> None:
         for proc in (*self.replicas, self.exporter):
-            stop(proc)
+            stop_process(proc)
         for thing in (self.prom, *self.peers, self.pg, self.redis):
             thing.destroy()
         self.sink.close()

@@ -9,10 +9,7 @@ the queries are rendered from the generated JSON the way Grafana substitutes its
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +21,7 @@ import yaml
 
 from grafana.dashgen.catalog import BLACKBOX_EXPORTER, NODE_EXPORTER, PROMETHEUS_PER_TARGET, PROMETHEUS_SELF
 from grafana.dashgen.queries import panel_queries, to_promql, variable_queries
+from scripts.stack.render import Timing, render_rules
 from tests.servers import (
     BlackboxExporterServer,
     NodeExporterServer,
@@ -31,6 +29,8 @@ from tests.servers import (
     PrometheusServer,
     RedisServer,
     free_port,
+    spawn_telltale,
+    stop_process,
     wait_port,
 )
 
@@ -39,25 +39,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 INGEST = "dashboards-ingest-token"
 ORG = "Acme"  # a demo organization (deploy/sql), so its database rows and its events meet in one view
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "telltale.app.cli", *args],
-        env={**clean, **env},
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _rules() -> dict[str, str]:
-    """The shipped rule files, evaluated every second (the hourly/daily group's 1m too)."""
-    return {
-        p.name: re.sub(r"(\n\s+interval:\s*)\S+", r"\g<1>1s", p.read_text())
-        for p in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
-    }
 
 
 def _config(prometheus: int, service: int, exporter: int, node: int, blackbox: int) -> str:
@@ -131,14 +112,14 @@ class Stack:
             "TELLTALE_QUEUES": json.dumps([{"name": "default", "backend": "laravel", "heartbeat_key": "worker:beat"}]),
         }
         self.procs.append(
-            _spawn(
+            spawn_telltale(
                 ["serve", "--port", str(self.service_port)],
                 {**common, "TELLTALE_INGEST_TOKEN": INGEST, "TELLTALE_CACHE_TTL_SECONDS": "0.5"},
                 tmp / "service.log",
             )
         )
         self.procs.append(
-            _spawn(
+            spawn_telltale(
                 ["exporter", "--port", str(self.exporter_port)],
                 {**common, "TELLTALE_EXPORTER_COLLECTOR_TIMEOUT_SECONDS": "0.8"},
                 tmp / "exporter.log",
@@ -149,7 +130,7 @@ class Stack:
         prom_port = free_port()
         self.prom = PrometheusServer(
             _config(prom_port, self.service_port, self.exporter_port, self.node.port, self.blackbox.port),
-            _rules(),
+            render_rules(Timing(interval="1s")),  # the hourly/daily group's 1m too
             port=prom_port,
         ).start()
         self.base = f"http://127.0.0.1:{self.service_port}"
@@ -186,11 +167,7 @@ class Stack:
 
     def close(self) -> None:
         for proc in self.procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         for server in (self.prom, self.node, self.blackbox, self.pg, self.redis):
             server.destroy()
 

@@ -20,6 +20,7 @@ import yaml
 from grafana.dashgen.catalog import known_metrics
 from grafana.dashgen.generate import boards, write
 from grafana.dashgen.queries import panel_queries, to_promql
+from tests.replica_lint import per_replica, replica_counted
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "grafana" / "dashboards"
@@ -160,6 +161,60 @@ def test_counters_are_only_used_inside_rate_functions(rel: str) -> None:
                 expr = expr.replace(argument, "")
             bare = [n for n in metric_names(expr) if n.endswith(COUNTER_SUFFIXES)]
             assert not bare, f"{rel}: {panel['title']} uses counters {bare} outside rate/irate/increase"
+
+
+@pytest.mark.parametrize("rel", DASHBOARDS)
+def test_platform_wide_exporter_series_are_counted_once_whatever_the_replicas(rel: str) -> None:
+    """The exporter is a sidecar of every Telltale pod: sum/count/avg collapse its copies first."""
+    for panel in _panels(DASHBOARDS[rel]):
+        for target in panel["targets"]:
+            problems = replica_counted(target["expr"])
+            assert not problems, f"{rel}: {panel['title']}: {problems} in {target['expr']}"
+
+
+@pytest.mark.parametrize("rel", DASHBOARDS)
+def test_platform_wide_exporter_series_are_drawn_once_unless_the_panel_is_per_exporter(rel: str) -> None:
+    """Two pods would draw two identical lines (or two numbers in a stat) under one legend; a panel that
+    means to show each exporter says so with `{{instance}}` in its legend."""
+    for panel in _panels(DASHBOARDS[rel]):
+        for target in panel["targets"]:
+            if "{{instance}}" in target.get("legendFormat", ""):
+                continue
+            shown = per_replica(target["expr"])
+            assert not shown, f"{rel}: {panel['title']}: {sorted(shown)} once per exporter in {target['expr']}"
+
+
+def test_the_replica_lint_sees_what_it_must() -> None:
+    counted = [
+        "sum(telltale_queue_depth)",
+        'sum by (status) (telltale_sql_payments_last_hour{status="failed"})',
+        "count(telltale_sql_organization_servers > 0)",
+        "sum(rate(telltale_redis_keyspace_hits_total[5m])) / sum(rate(telltale_redis_keyspace_misses_total[5m]))",
+        "sum(max by (job, instance) (telltale_queue_depth))",  # keeps the replicas apart
+        "sum(max without (instance) (telltale_queue_depth))",  # the pod label still differs
+        '{__name__=~"x"} * on () group_left sum(telltale_terraform_deployments_active)',
+        "topk(10, telltale_postgres_statement_mean_duration_seconds)",
+    ]
+    once = [
+        "sum(max without (instance, pod) (telltale_queue_depth))",
+        "sum by (queue) (max by (queue, backend) (telltale_queue_depth))",
+        "count(max by (organization) (telltale_sql_organization_servers) > 0)",
+        "sum by (job, instance) (telltale_postgres_connections)",  # one answer per exporter
+        "max(telltale_postgres_max_connections)",
+        "sum(telltale_disk_size_bytes)",  # per host
+        "sum(telltale_terraform_up)",  # the local binary's
+        "sum(rate(http_requests_total[5m]))",
+    ]
+    for expr in counted:
+        assert replica_counted(expr), expr
+    for expr in once:
+        assert not replica_counted(expr), expr
+    assert per_replica("telltale_queue_depth + telltale_disk_used_ratio") == {"telltale_queue_depth"}
+    assert per_replica("rate(telltale_redis_commands_processed_total[5m])") == {
+        "telltale_redis_commands_processed_total"
+    }
+    assert not per_replica("max without (instance, pod) (rate(telltale_redis_commands_processed_total[5m]))")
+    assert not per_replica('min by (organization) ({__name__=~"telltale_sql_license_expiry_timestamp_seconds"})')
 
 
 @pytest.mark.parametrize("rel", DASHBOARDS)

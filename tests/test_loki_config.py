@@ -471,3 +471,39 @@ def test_a_latency_exemplar_names_the_trace(telltale_run: Run) -> None:
     assert exemplars, "no exemplar on the latency histogram"
     labels = [dict(re.findall(r'(\w+)="([^"]*)"', e)) for e in exemplars]
     assert any(exemplar.get(destination["name"]) == TRACE_ID for exemplar in labels), labels
+
+
+def test_metrics_and_logs_name_each_telltale_process_alike() -> None:
+    """Alertmanager groups and inhibits on `service`: a process's metric alerts (the scrape job's static
+    label, the Kubernetes Service's name, the label a rule sets) and its log alerts (the compose service name
+    the collectors set) must say the same name, or the exporter's TargetDown would not pair with its log alerts."""
+    scrape = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    metric_side: dict[str, str] = {}  # compose service -> `service` of the job scraping it directly
+    for job in scrape:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                if job["job_name"] == target.split(":")[0]:
+                    metric_side[job["job_name"]] = static["labels"]["service"]
+    assert set(metric_side) == set(TELLTALE_SERVICES), metric_side
+    for collector, pipeline in pipelines().items():
+        for service in TELLTALE_SERVICES:
+            target = relabel({COMPOSE_SERVICE: service}, pipeline.relabel)
+            assert target is not None and target["service"] == metric_side[service], (collector, service)
+    # In Kubernetes the Prometheus Operator sets `service` to the scraped Service's name; nothing overrides it.
+    objects = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "telltale.yaml").read_text()))
+    services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
+    assert services == set(metric_side.values()), services
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        for endpoint in monitor["spec"]["endpoints"]:
+            targets = {r.get("targetLabel") for r in endpoint.get("relabelings", [])}
+            assert "service" not in targets, endpoint
+    exporter_rules = [
+        rule
+        for path in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if rule.get("labels", {}).get("component") == "exporter"
+    ]
+    assert exporter_rules
+    for rule in exporter_rules:
+        assert rule["labels"]["service"] == metric_side["telltale-exporter"], rule["alert"]

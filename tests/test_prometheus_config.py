@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.replica_lint import replica_counted
+
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "prometheus"
 RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
@@ -217,3 +219,14 @@ def test_slo_recordings_cover_the_workbook_windows() -> None:
         assert f"job:slo_errors_per_request:ratio_rate{window}" in records
         assert f"job:slo_slow_requests:ratio_rate{window}" in records
     assert {"job:http_requests:rate1h", "job:http_requests:rate1d"} <= records
+
+
+def test_rules_count_platform_wide_exporter_series_once_whatever_the_replicas() -> None:
+    """The exporter is a sidecar of every Telltale pod: a rule that sums its platform-wide series keeps
+    `instance` (one answer per exporter) or collapses the copies first (tests/replica_lint.py); promtool
+    tests give DatabaseConnectionsHigh and the max recordings two identical exporters."""
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                problems = replica_counted(rule["expr"])
+                assert not problems, f"{path.name}: {rule.get('alert') or rule.get('record')}: {problems}"

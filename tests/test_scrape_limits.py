@@ -7,10 +7,8 @@ and exposition size, and fails when a scrape outgrows the series bound or the sh
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +18,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.servers import PostgresServer, PrometheusServer, RedisServer, free_port, wait_port
+from tests.servers import (
+    PostgresServer,
+    PrometheusServer,
+    RedisServer,
+    free_port,
+    spawn_telltale,
+    stop_process,
+    wait_port,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,17 +89,6 @@ insert into licenses (organization_id, license_key, expires_at)
 """
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "telltale.app.cli", *args],
-        env={**clean, **env},
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
 @dataclass
 class Scrape:
     samples: int
@@ -131,10 +126,9 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Scr
         pg.psql(ORGANIZATION_ROWS)
         service, exporter = free_port(), free_port()
         env = {"TELLTALE_DATABASE_URL": pg.dsn, "TELLTALE_REDIS_URL": redis.url}
-        procs.append(
-            spawn(["serve", "--port", str(service)], {**env, "TELLTALE_INGEST_TOKEN": INGEST}, tmp / "service.log")
-        )
-        procs.append(spawn(["exporter", "--port", str(exporter)], env, tmp / "exporter.log"))
+        service_env = {**env, "TELLTALE_INGEST_TOKEN": INGEST}
+        procs.append(spawn_telltale(["serve", "--port", str(service)], service_env, tmp / "service.log"))
+        procs.append(spawn_telltale(["exporter", "--port", str(exporter)], env, tmp / "exporter.log"))
         wait_port(service, 30)
         wait_port(exporter, 30)
         events = list(flood())
@@ -176,11 +170,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Scr
         if prom is not None:
             prom.destroy()
         for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         pg.destroy()
         redis.destroy()
 

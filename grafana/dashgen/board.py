@@ -23,6 +23,14 @@ from . import rules
 DATASOURCE_UID = "telltale-prometheus"
 DS = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG = "telltale"
+# The exporter runs beside every Telltale replica, so each of its platform-wide series (PostgreSQL, Redis,
+# queues, SQL queries, deployments) exists once per replica: a sum keeps one copy first (tests/replica_lint.py).
+ONCE = "max without (instance, pod)"
+
+
+def once(expr: str) -> str:
+    return f"{ONCE} ({expr})"
+
 
 GREEN, ORANGE, RED, YELLOW, DARK_RED = "green", "orange", "red", "yellow", "dark-red"
 _SEVERITY_COLOUR = {"info": YELLOW, "warning": ORANGE, "critical": RED}

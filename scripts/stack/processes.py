@@ -1,14 +1,15 @@
 """The stack's own processes: Telltale's service and exporter, Prometheus replicas, VictoriaMetrics and the
 node and blackbox exporters (Debian's binaries), each in its own directory with its output in `log` there.
 
-PostgreSQL, Redis and Alertmanager come from tests/servers.py, which the tests already share.
+PostgreSQL, Redis and Alertmanager come from tests/servers.py, which the tests already share, and so do the
+binaries' names and the node and blackbox exporters' command lines and Telltale's clean environment: one
+implementation for the stack and for the tests' NodeExporterServer/BlackboxExporterServer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,13 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def binary(*names: str) -> str:
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise RuntimeError(f"none of {names} found: `make system-deps` installs Debian's packages")
+from tests.servers import binary, blackbox_exporter_args, node_exporter_args, telltale_env
 
 
 @dataclass
@@ -91,14 +86,13 @@ class Server:
 def telltale(command: str, port: int, root: Path, env: dict[str, str]) -> Server:
     """`telltale serve` or `telltale exporter` from this checkout, with only the given TELLTALE_ settings
     (none inherited from the caller's environment)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELLTALE_", "OTEL_"))}
     return Server(
         name=f"telltale {command}",
         args=[sys.executable, "-m", "telltale.app.cli", command, "--host", "127.0.0.1", "--port", str(port)],
         port=port,
         root=root,
         ready="/health/live" if command == "serve" else "/metrics",
-        env={**clean, **env},
+        env=telltale_env(env),
     )
 
 
@@ -151,7 +145,7 @@ def victoriametrics(port: int, root: Path, dedup: str, latency_offset: str) -> S
 def node_exporter(port: int, root: Path) -> Server:
     return Server(
         name="node-exporter",
-        args=[binary("prometheus-node-exporter", "node_exporter"), f"--web.listen-address=127.0.0.1:{port}"],
+        args=node_exporter_args(port),
         port=port,
         root=root,
         ready="/metrics",
@@ -163,11 +157,7 @@ def blackbox_exporter(port: int, root: Path, config: str) -> Server:
     (root / "blackbox.yml").write_text(config)
     return Server(
         name="blackbox-exporter",
-        args=[
-            binary("prometheus-blackbox-exporter", "blackbox_exporter"),
-            f"--config.file={root / 'blackbox.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
+        args=blackbox_exporter_args(port, root / "blackbox.yml"),
         port=port,
         root=root,
         ready="/-/healthy",

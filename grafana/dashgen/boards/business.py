@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import Board, Q
+from ..board import ONCE, Board, Q
 
 EXPIRY = '{__name__=~"telltale_license_expiry_timestamp_seconds|telltale_sql_license_expiry_timestamp_seconds"}'
 
@@ -35,13 +35,13 @@ def build() -> Board:
         "Organizations with servers",
         "Organizations owning at least one server (platform database).",
         "short",
-        [Q("count(telltale_sql_organization_servers > 0)", "organizations")],
+        [Q(f"count({ONCE} (telltale_sql_organization_servers) > 0)", "organizations")],
     )
     b.stat(
         "Applications running",
         "Applications running over all organizations (platform database).",
         "short",
-        [Q("sum(telltale_sql_organization_applications_running)", "running")],
+        [Q(f"sum({ONCE} (telltale_sql_organization_applications_running))", "running")],
     )
     b.row("Trends")
     b.timeseries(

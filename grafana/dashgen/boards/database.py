@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from ..board import UP_DOWN, Board, Q, above, below
+from ..board import ONCE, UP_DOWN, Board, Q, above, below, once
 
 DB = 'datname=~"$datname"'
+
+
+def per_db(function: str, counter: str) -> str:
+    """function(counter[$__rate_interval]) per database, each exporter replica's copy counted once."""
+    return f"sum by (datname) ({once(function + '(' + counter + '{' + DB + '}[$__rate_interval])')})"
 
 
 def build() -> Board:
@@ -58,7 +63,10 @@ def build() -> Board:
         "Client backends by database and state (active, idle, idle in transaction...) against max_connections.",
         "short",
         [
-            Q(f"sum by (datname, state) (telltale_postgres_connections{{{DB}}})", "{{datname}} {{state}}"),
+            Q(
+                f"sum by (datname, state) ({ONCE} (telltale_postgres_connections{{{DB}}}))",
+                "{{datname}} {{state}}",
+            ),
             Q("max(telltale_postgres_max_connections)", "max_connections"),
         ],
     )
@@ -67,9 +75,12 @@ def build() -> Board:
         "Commits and rollbacks per second by database.",
         "ops",
         [
-            Q(f"sum by (datname) (rate(telltale_postgres_xact_commit_total{{{DB}}}[$__rate_interval]))", "commit"),
             Q(
-                f"sum by (datname) (rate(telltale_postgres_xact_rollback_total{{{DB}}}[$__rate_interval]))",
+                per_db("rate", "telltale_postgres_xact_commit_total"),
+                "commit",
+            ),
+            Q(
+                per_db("rate", "telltale_postgres_xact_rollback_total"),
                 "rollback",
             ),
         ],
@@ -82,9 +93,9 @@ def build() -> Board:
         "percentunit",
         [
             Q(
-                f"sum by (datname) (rate(telltale_postgres_blocks_hit_total{{{DB}}}[$__rate_interval])) / ("
-                f"sum by (datname) (rate(telltale_postgres_blocks_hit_total{{{DB}}}[$__rate_interval])) + "
-                f"sum by (datname) (rate(telltale_postgres_blocks_read_total{{{DB}}}[$__rate_interval])))",
+                f"{per_db('rate', 'telltale_postgres_blocks_hit_total')} / ("
+                f"{per_db('rate', 'telltale_postgres_blocks_hit_total')} + "
+                f"{per_db('rate', 'telltale_postgres_blocks_read_total')})",
                 "{{datname}}",
             )
         ],
@@ -97,9 +108,9 @@ def build() -> Board:
         "percentunit",
         [
             Q(
-                f"sum by (datname) (rate(telltale_postgres_xact_rollback_total{{{DB}}}[$__rate_interval])) / ("
-                f"sum by (datname) (rate(telltale_postgres_xact_commit_total{{{DB}}}[$__rate_interval])) + "
-                f"sum by (datname) (rate(telltale_postgres_xact_rollback_total{{{DB}}}[$__rate_interval])))",
+                f"{per_db('rate', 'telltale_postgres_xact_rollback_total')} / ("
+                f"{per_db('rate', 'telltale_postgres_xact_commit_total')} + "
+                f"{per_db('rate', 'telltale_postgres_xact_rollback_total')})",
                 "{{datname}}",
             )
         ],
@@ -112,7 +123,7 @@ def build() -> Board:
         "short",
         [
             Q(
-                f"sum by (datname) (increase(telltale_postgres_deadlocks_total{{{DB}}}[$__rate_interval]))",
+                per_db("increase", "telltale_postgres_deadlocks_total"),
                 "{{datname}}",
             )
         ],
@@ -124,7 +135,7 @@ def build() -> Board:
         "s",
         [
             Q(
-                "topk(10, telltale_postgres_statement_mean_duration_seconds)",
+                f"topk(10, {ONCE} (telltale_postgres_statement_mean_duration_seconds))",
                 "{{queryid}}",
                 empty="present only when the pg_stat_statements extension is installed",
             )
@@ -135,22 +146,27 @@ def build() -> Board:
         "Temp files written",
         "Bytes written to temporary files per second (sorts and hashes spilling out of work_mem).",
         "Bps",
-        [Q(f"sum by (datname) (rate(telltale_postgres_temp_bytes_total{{{DB}}}[$__rate_interval]))", "{{datname}}")],
+        [
+            Q(
+                per_db("rate", "telltale_postgres_temp_bytes_total"),
+                "{{datname}}",
+            )
+        ],
     )
     b.timeseries(
         "Database sizes",
         "Size of each database (refreshed every exporter refresh interval).",
         "bytes",
-        [Q(f"telltale_postgres_database_size_bytes{{{DB}}}", "{{datname}}")],
+        [Q(once(f"telltale_postgres_database_size_bytes{{{DB}}}"), "{{datname}}")],
     )
     b.timeseries(
         "Oldest transaction and replication lag",
         "Age of the oldest open transaction (vacuum blocker) and, on a replica, the replay lag.",
         "s",
         [
-            Q("telltale_postgres_oldest_transaction_age_seconds", "oldest transaction"),
+            Q(once("telltale_postgres_oldest_transaction_age_seconds"), "oldest transaction"),
             Q(
-                "telltale_postgres_replication_lag_seconds",
+                once("telltale_postgres_replication_lag_seconds"),
                 "replication lag",
                 empty="reported by replicas only (a primary has no replay lag)",
             ),
@@ -165,18 +181,29 @@ def build() -> Board:
         [Q("telltale_redis_up", "{{instance}}")],
         thresholds=UP_DOWN,
     )
-    b.stat("Redis memory used", "Memory Redis uses (used_memory).", "bytes", [Q("telltale_redis_memory_used_bytes")])
+    b.stat(
+        "Redis memory used", "Memory Redis uses (used_memory).", "bytes", [Q(once("telltale_redis_memory_used_bytes"))]
+    )
     b.stat(
         "Redis clients",
         "Connected and blocked clients.",
         "short",
-        [Q("telltale_redis_connected_clients", "connected"), Q("telltale_redis_blocked_clients", "blocked")],
+        [
+            Q(once("telltale_redis_connected_clients"), "connected"),
+            Q(once("telltale_redis_blocked_clients"), "blocked"),
+        ],
     )
     b.stat(
         "Redis keys",
         "Keys over all databases.",
         "short",
-        [Q("sum(telltale_redis_db_keys)", "keys", empty="an empty Redis has no keyspace line, so no db series")],
+        [
+            Q(
+                f"sum({ONCE} (telltale_redis_db_keys))",
+                "keys",
+                empty="an empty Redis has no keyspace line, so no db series",
+            )
+        ],
     )
     b.timeseries(
         "Redis cache hit ratio",
@@ -184,9 +211,9 @@ def build() -> Board:
         "percentunit",
         [
             Q(
-                "sum(rate(telltale_redis_keyspace_hits_total[$__rate_interval])) / ("
-                "sum(rate(telltale_redis_keyspace_hits_total[$__rate_interval])) + "
-                "sum(rate(telltale_redis_keyspace_misses_total[$__rate_interval])))",
+                f"sum({ONCE} (rate(telltale_redis_keyspace_hits_total[$__rate_interval]))) / ("
+                f"sum({ONCE} (rate(telltale_redis_keyspace_hits_total[$__rate_interval]))) + "
+                f"sum({ONCE} (rate(telltale_redis_keyspace_misses_total[$__rate_interval]))))",
                 "hit ratio",
             )
         ],
@@ -198,10 +225,10 @@ def build() -> Board:
         "Commands processed, keys evicted (memory saturation) and expired, and connections rejected, per second.",
         "ops",
         [
-            Q("rate(telltale_redis_commands_processed_total[$__rate_interval])", "commands"),
-            Q("rate(telltale_redis_evicted_keys_total[$__rate_interval])", "evicted"),
-            Q("rate(telltale_redis_expired_keys_total[$__rate_interval])", "expired"),
-            Q("rate(telltale_redis_rejected_connections_total[$__rate_interval])", "rejected connections"),
+            Q(once("rate(telltale_redis_commands_processed_total[$__rate_interval])"), "commands"),
+            Q(once("rate(telltale_redis_evicted_keys_total[$__rate_interval])"), "evicted"),
+            Q(once("rate(telltale_redis_expired_keys_total[$__rate_interval])"), "expired"),
+            Q(once("rate(telltale_redis_rejected_connections_total[$__rate_interval])"), "rejected connections"),
         ],
     )
     return b

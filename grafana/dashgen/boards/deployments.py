@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import UP_DOWN, Board, Q
+from ..board import ONCE, UP_DOWN, Board, Q, once
 
 NO_FAILURE = "no deployment has failed yet (the failed series appears with the first failure)"
 
@@ -23,7 +23,7 @@ def build() -> Board:
         "Active deployments",
         "Deployments started and not finished (deployments table: completed_at null).",
         "short",
-        [Q("sum(telltale_terraform_deployments_active)", "active")],
+        [Q(f"sum({ONCE} (telltale_terraform_deployments_active))", "active")],
     )
     b.stat(
         "Success ratio, last 24 h",
@@ -31,8 +31,8 @@ def build() -> Board:
         "percentunit",
         [
             Q(
-                'sum(telltale_terraform_deployments_last_24h{status="completed"}) '
-                "/ sum(telltale_terraform_deployments_last_24h)",
+                f'sum({ONCE} (telltale_terraform_deployments_last_24h{{status="completed"}})) '
+                f"/ sum({ONCE} (telltale_terraform_deployments_last_24h))",
                 "success",
             )
         ],
@@ -41,7 +41,7 @@ def build() -> Board:
         "Average duration, last 24 h",
         "Average duration of the deployments completed in the last 24 hours (0 when none).",
         "s",
-        [Q("telltale_terraform_deployment_duration_seconds_avg", "average")],
+        [Q(once("telltale_terraform_deployment_duration_seconds_avg"), "average")],
     )
     b.stat(
         "Terraform binary",
@@ -60,13 +60,13 @@ def build() -> Board:
         "Finished in the last 24 h by status",
         "Deployments finished in the last 24 hours, completed and failed (platform database).",
         "short",
-        [Q("sum by (status) (telltale_terraform_deployments_last_24h)", "{{status}}")],
+        [Q(f"sum by (status) ({ONCE} (telltale_terraform_deployments_last_24h))", "{{status}}")],
     )
     b.timeseries(
         "Finished in the last hour by status",
         "Deployments finished in the last hour (exporter SQL query deployments_last_hour).",
         "short",
-        [Q("sum by (status) (telltale_sql_deployments_last_hour)", "{{status}}")],
+        [Q(f"sum by (status) ({ONCE} (telltale_sql_deployments_last_hour))", "{{status}}")],
     )
 
     b.row("Events (POST /api/v1/events)")

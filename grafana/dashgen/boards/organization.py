@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import Board, Q, above, below, fixed
+from ..board import ONCE, Board, Q, above, below, fixed
 
 ORG = 'organization=~"$organization"'
 EXPIRY = '{__name__=~"telltale_license_expiry_timestamp_seconds|telltale_sql_license_expiry_timestamp_seconds", ' + ORG
@@ -39,15 +39,26 @@ def build() -> Board:
         "Servers",
         "Servers the organization owns (platform database, exporter SQL query organization_servers).",
         "short",
-        [Q(f"sum by (organization) (telltale_sql_organization_servers{{{ORG}}})", "{{organization}}")],
+        [
+            Q(
+                f"sum by (organization) ({ONCE} (telltale_sql_organization_servers{{{ORG}}}))",
+                "{{organization}}",
+            )
+        ],
     )
     b.stat(
         "Applications running",
         "Applications running / all applications of the organization (platform database).",
         "short",
         [
-            Q(f"sum by (organization) (telltale_sql_organization_applications_running{{{ORG}}})", "running"),
-            Q(f"sum by (organization) (telltale_sql_organization_applications{{{ORG}}})", "all"),
+            Q(
+                f"sum by (organization) ({ONCE} (telltale_sql_organization_applications_running{{{ORG}}}))",
+                "running",
+            ),
+            Q(
+                f"sum by (organization) ({ONCE} (telltale_sql_organization_applications{{{ORG}}}))",
+                "all",
+            ),
         ],
     )
     b.stat(

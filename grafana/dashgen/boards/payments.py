@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import Board, Q, above
+from ..board import ONCE, Board, Q, above
 
 ORG = 'organization=~"$organization"'
 NO_FAILURE = "no payment has failed yet (the failed series appears with the first failure)"
@@ -100,7 +100,7 @@ def build() -> Board:
         "Payments in the last hour (platform database)",
         "Payments recorded in the platform's database in the last hour (exporter SQL query payments_last_hour).",
         "short",
-        [Q("sum by (status) (telltale_sql_payments_last_hour)", "{{status}}")],
+        [Q(f"sum by (status) ({ONCE} (telltale_sql_payments_last_hour))", "{{status}}")],
     )
     b.timeseries(
         "Payments per hour",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import UP_DOWN, Board, Q, above
+from ..board import ONCE, UP_DOWN, Board, Q, above, once
 
 Q_SEL = 'queue=~"$queue"'
 
@@ -23,14 +23,14 @@ def build() -> Board:
         "Depth",
         "Jobs waiting per queue; HighQueueDepth warns above its threshold.",
         "short",
-        [Q(f"telltale_queue_depth{{{Q_SEL}}}", "{{queue}} ({{backend}})")],
+        [Q(once(f"telltale_queue_depth{{{Q_SEL}}}"), "{{queue}} ({{backend}})")],
         thresholds=above("HighQueueDepth"),
     )
     b.timeseries(
         "Wait time of the oldest job",
         "Age of the oldest job still waiting (due) in each queue: how long new work waits. Absent for Celery.",
         "s",
-        [Q(f"telltale_queue_oldest_job_age_seconds{{{Q_SEL}}}", "{{queue}} ({{backend}})")],
+        [Q(once(f"telltale_queue_oldest_job_age_seconds{{{Q_SEL}}}"), "{{queue}} ({{backend}})")],
     )
     b.stat(
         "Workers alive",
@@ -38,7 +38,7 @@ def build() -> Board:
         "short",
         [
             Q(
-                f"telltale_queue_workers{{{Q_SEL}}}",
+                once(f"telltale_queue_workers{{{Q_SEL}}}"),
                 "{{queue}}",
                 empty="absent for queues whose workers cannot be known (no RQ registry, no heartbeat_key)",
             )
@@ -50,7 +50,7 @@ def build() -> Board:
         "Jobs waiting",
         "Jobs waiting in all selected queues now.",
         "short",
-        [Q(f"sum(telltale_queue_depth{{{Q_SEL}}})", "waiting")],
+        [Q(f"sum({ONCE} (telltale_queue_depth{{{Q_SEL}}}))", "waiting")],
         width=12,
     )
     b.row("Errors")
@@ -60,7 +60,7 @@ def build() -> Board:
         "short",
         [
             Q(
-                f"telltale_queue_failed_jobs{{{Q_SEL}}}",
+                once(f"telltale_queue_failed_jobs{{{Q_SEL}}}"),
                 "{{queue}} ({{backend}})",
                 empty="absent for backends without a failed-job store (Celery, Redis queues without a database)",
             )
