@@ -183,6 +183,36 @@ async def test_request_id_returned_and_generated() -> None:
         assert "x-request-id" in (await c.get("/health/ready")).headers
 
 
+def test_generated_request_ids_unique_across_blocks_and_forks() -> None:
+    """Generated ids come from blocks of random digits: no repeat across a refill, none shared with a
+    forked child that was handed the parent's unused ones."""
+    import os
+
+    from telltale.app.instrumentation import middleware
+
+    def draw(n: int) -> list[bytes]:
+        pool = middleware._ID_POOL
+        return [pool.pop() if pool else middleware._refill_request_ids() for _ in range(n)]
+
+    ids = draw(3 * middleware._ID_BLOCK + 7)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 24 and i.isalnum() and int(i, 16) >= 0 for i in ids)
+    left = set(middleware._ID_POOL)
+    assert left  # the parent holds unused ids of its block
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids must not be the parent's unused ones
+        os.close(read)
+        os.write(write, b"".join(draw(5)))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        child = f.read()
+    os.waitpid(pid, 0)
+    child_ids = {child[i : i + 24] for i in range(0, len(child), 24)}
+    assert len(child_ids) == 5 and not child_ids & (left | set(ids))
+
+
 async def test_metrics_token_gzip_and_formats() -> None:
     app = make_app(metrics_token="s3cret")
     async with client(app) as c:

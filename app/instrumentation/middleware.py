@@ -26,7 +26,7 @@ middleware appends to directly. The span is ended through `ServerSpanEnd`, which
 
 from __future__ import annotations
 
-import itertools
+import binascii
 import os
 import random
 import time
@@ -150,6 +150,21 @@ class _HeaderGetter(Getter[list[tuple[bytes, bytes]]]):
 
 
 _GETTER = _HeaderGetter()
+# generated request ids: 24 hex digits, 96 random bits each (unique across processes and restarts with high
+# probability), made in blocks by one urandom read hexlified and split in C: ~700 instructions a request
+# with the pop, against ~1,450 for formatting a counter per request. Popped from the end; a forked child
+# starts with none of its parent's.
+_ID_BLOCK = 512
+_ID_POOL: list[bytes] = []
+os.register_at_fork(after_in_child=_ID_POOL.clear)
+
+
+def _refill_request_ids() -> bytes:
+    """The pool is empty: fill it with a new block and take one."""
+    _ID_POOL[:] = binascii.hexlify(os.urandom(12 * _ID_BLOCK), b" ", 12).split()
+    return _ID_POOL.pop()
+
+
 _now = time.perf_counter
 _getrandbits = random.getrandbits
 _new_object = object.__new__
@@ -257,9 +272,6 @@ class TelemetryMiddleware:
         # the request headers the middleware reads: one set lookup per header, the usual miss included
         self._watched = frozenset({_REQUEST_ID_HEADER, b"content-length"}) | self._trace_headers
         self.access_log = access_log
-        # request ids: 24 hex digits, a random per-process prefix (top bit set, so the width is fixed) and a
-        # counter; unique without a syscall per request, formatted in one step
-        self._ids = itertools.count((int.from_bytes(os.urandom(8)) | 1 << 63) << 32)
 
     async def _pass_through(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A probe path (liveness, /metrics): nothing measured, no request id; only instrumentation
@@ -311,7 +323,10 @@ class TelemetryMiddleware:
                 else:
                     traced_request = True
         if request_id is None:
-            request_id = b"%x" % next(self._ids)
+            try:
+                request_id = _ID_POOL.pop()
+            except IndexError:
+                request_id = _refill_request_ids()
         # RequestContext(request_id) without the type call and its __init__ frame
         ctx: RequestContext = _new_object(RequestContext)
         ctx._id = request_id
