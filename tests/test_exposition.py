@@ -86,9 +86,15 @@ async def test_children_are_reaped() -> None:
     for _ in range(5):
         await renderer.render(registry(), None, None)
 
-    def zombies() -> list[psutil.Process]:
-        new = [c for c in psutil.Process().children() if c.pid not in before]
-        return [c for c in new if c.status() == psutil.STATUS_ZOMBIE]
+    def zombies() -> list[int]:
+        found = []
+        for child in psutil.Process().children():
+            try:
+                if child.pid not in before and child.status() == psutil.STATUS_ZOMBIE:
+                    found.append(child.pid)
+            except psutil.NoSuchProcess:  # reaped between the listing and the look
+                pass
+        return found
 
     # reaping is asynchronous: give a busy machine up to 5 s, but a child never reaped stays a zombie
     for _ in range(50):
