@@ -16,6 +16,8 @@ from telltale.app.instrumentation.http_metrics import LATENCY_BUCKETS
 from telltale.app.main import create_app
 from telltale.config.settings import Settings
 
+from tests.worst_case import worst_case_events
+
 AUTH = {"Authorization": "Bearer ingest-token"}
 
 
@@ -455,46 +457,8 @@ def test_the_worst_case_is_what_the_docs_say() -> None:
     """Every label of every event type flooded with new values: the series stop where docs/metrics.md says."""
     registry = CollectorRegistry()
     metrics = EventMetrics(registry, organization_cap=1000)
-    kinds = ["brute_force", "credential_stuffing", "account_takeover", "impossible_travel", "token_reuse", "scanner"]
-    for i in range(6600):  # 1,100 organizations (100 past the cap) x 6 values of every other label
-        j = i // 1100
-        org = f"org-{i % 1100}"
-        p, cur = f"p{i % 40}", f"C{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}"
-        for event in (
-            {"type": ("deployment.started", "deployment.completed", "deployment.failed")[j % 3], "provider": p},
-            {"type": "license.validated", "result": ("valid", "invalid", "expired", "error")[j % 4]},
-            {"type": "license.expiry", "expires_at": "2030-01-01T00:00:00Z"},
-            {"type": ("payment.succeeded", "payment.failed")[j % 2], "provider": p, "currency": cur, "amount": 1},
-            {"type": "websocket.connections", "connections": i},
-            {"type": "quota.usage", "resource": f"r{i % 70}", "used": 1, "limit": 2},
-            {"type": "login.failed"},
-            {"type": "rate_limit.hit"},
-            {"type": "suspicious_activity", "kind": kinds[j]},
-            {"type": "sla.violation", "objective": f"o{i % 70}", "target": 1, "actual": 0},
-            {
-                "type": "requests.summary",
-                "requests": 3,
-                "client_errors": 1,
-                "server_errors": 1,
-                "durations_seconds": [1],
-            },
-        ):
-            event["organization"] = org
-            if event["type"] == "license.validated":
-                event["latency_seconds"] = 0.1
-            metrics.record(EVENT.validate_python(event))
-    for kind in ("login.failed", "rate_limit.hit", "websocket.connections"):  # without an organization
-        metrics.record(EVENT.validate_python({"type": kind, **({"connections": 1} if "conn" in kind else {})}))
-    metrics.record(EVENT.validate_python({"type": "requests.summary", "requests": 1, "durations_seconds": [0.1]}))
-    for p in range(40):  # every provider with both duration statuses, and every (provider, currency, status)
-        for status in ("completed", "failed"):
-            event = {"type": f"deployment.{status}", "provider": f"p{p}", "duration_seconds": 1}
-            metrics.record(EVENT.validate_python(event))
-        for c in range(40):
-            for status in ("succeeded", "failed"):
-                cur = f"C{chr(65 + c % 26)}{chr(65 + c // 26 % 26)}"
-                event = {"type": f"payment.{status}", "provider": f"p{p}", "currency": cur, "amount": 1}
-                metrics.record(EVENT.validate_python(event))
+    for event in worst_case_events():
+        metrics.record(EVENT.validate_python(event))
     got = {name: len(s) for name, s in metrics.series.items()}
     assert got == WORST_CASE
     samples = sum(len(f.samples) for f in registry.collect())

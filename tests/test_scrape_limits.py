@@ -27,12 +27,12 @@ from tests.servers import (
     stop_process,
     wait_port,
 )
+from tests.worst_case import worst_case_events
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 INGEST = "limits-ingest-token"
-ORGANIZATIONS = 1100  # 100 past the default organization cap
 EVENT_SAMPLES_BOUND = 36_512  # docs/metrics.md, "Series budget": the event metrics' worst case
 OTHER_SAMPLES_BOUND = 2_000  # health, HTTP, process and span metrics of a service with a few routes
 EXPORTER_ORGANIZATION_ROWS = 500  # exporter/queries.yml reads at most 500 organizations per query
@@ -42,42 +42,6 @@ SHIPPED = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
 def shipped_timeout(job: str) -> float:
     scrape = next(j for j in SHIPPED["scrape_configs"] if j["job_name"] == job)
     return float(str(scrape.get("scrape_timeout", SHIPPED["global"]["scrape_timeout"])).rstrip("s"))
-
-
-def flood() -> Iterator[dict]:
-    """docs/metrics.md's worst case: 1,100 organizations, 40 providers, 70 resources and objectives."""
-    kinds = ["brute_force", "credential_stuffing", "account_takeover", "impossible_travel", "token_reuse", "scanner"]
-    for i in range(6 * ORGANIZATIONS):
-        j, org, p = i // ORGANIZATIONS, f"org-{i % ORGANIZATIONS}", f"p{i % 40}"
-        currency = f"C{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}"
-        for event in (
-            {"type": ("deployment.started", "deployment.completed", "deployment.failed")[j % 3], "provider": p},
-            {
-                "type": "license.validated",
-                "result": ("valid", "invalid", "expired", "error")[j % 4],
-                "latency_seconds": 0.1,
-            },
-            {"type": "license.expiry", "expires_at": "2030-01-01T00:00:00Z"},
-            {"type": ("payment.succeeded", "payment.failed")[j % 2], "provider": p, "currency": currency, "amount": 1},
-            {"type": "websocket.connections", "connections": i},
-            {"type": "quota.usage", "resource": f"r{i % 70}", "used": 1, "limit": 2},
-            {"type": "login.failed"},
-            {"type": "rate_limit.hit"},
-            {"type": "suspicious_activity", "kind": kinds[j]},
-            {"type": "sla.violation", "objective": f"o{i % 70}", "target": 1, "actual": 0},
-            # every bucket of the organization's duration histogram and all three outcomes
-            {
-                "type": "requests.summary",
-                "requests": 20,
-                "client_errors": 1,
-                "server_errors": 1,
-                "durations_seconds": [0.001, 0.007, 0.02, 0.04, 0.07, 0.2, 0.4, 0.7, 2, 4, 7, 20],
-            },
-        ):
-            yield {**event, "organization": org}
-    for p in range(40):
-        for status in ("completed", "failed"):
-            yield {"type": f"deployment.{status}", "provider": f"p{p}", "duration_seconds": 1}
 
 
 ORGANIZATION_ROWS = """
@@ -131,7 +95,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Scr
         procs.append(spawn_telltale(["exporter", "--port", str(exporter)], env, tmp / "exporter.log"))
         wait_port(service, 30)
         wait_port(exporter, 30)
-        events = list(flood())
+        events = list(worst_case_events())
         with httpx.Client(base_url=f"http://127.0.0.1:{service}", timeout=30) as c:
             for start in range(0, len(events), 1000):
                 r = c.post(
