@@ -32,6 +32,17 @@ def once(expr: str) -> str:
     return f"{ONCE} ({expr})"
 
 
+# The `organization` variable's selector, on every per-tenant board.
+ORG = 'organization=~"$organization"'
+
+
+def payment_failure_ratio() -> str:
+    """Failed payments / all payments per organization; 0 (not empty) for an organization with no failure yet."""
+    payments = f"sum by (organization) (rate(telltale_payments_total{{{ORG}}}[$__rate_interval]))"
+    failed = f'sum by (organization) (rate(telltale_payments_total{{{ORG}, status="failed"}}[$__rate_interval]))'
+    return f"({failed} or {payments} * 0) / {payments}"
+
+
 GREEN, ORANGE, RED, YELLOW, DARK_RED = "green", "orange", "red", "yellow", "dark-red"
 _SEVERITY_COLOUR = {"info": YELLOW, "warning": ORANGE, "critical": RED}
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..board import ONCE, Board, Q, above, below, fixed
+from ..board import ONCE, ORG, Board, Q, above, below, fixed, payment_failure_ratio
 
-ORG = 'organization=~"$organization"'
 EXPIRY = '{__name__=~"telltale_license_expiry_timestamp_seconds|telltale_sql_license_expiry_timestamp_seconds", ' + ORG
 ORG_METRICS = (
     "telltale_deployments_total|telltale_payments_total|telltale_organization_quota_limit|"
@@ -209,9 +208,7 @@ def build() -> Board:
         "percentunit",
         [
             Q(
-                f'(sum by (organization) (rate(telltale_payments_total{{{ORG}, status="failed"}}[$__rate_interval]))'
-                f" or sum by (organization) (rate(telltale_payments_total{{{ORG}}}[$__rate_interval])) * 0)"
-                f" / sum by (organization) (rate(telltale_payments_total{{{ORG}}}[$__rate_interval]))",
+                payment_failure_ratio(),
                 "{{organization}}",
             )
         ],

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..board import ONCE, Board, Q, above
+from ..board import ONCE, ORG, Board, Q, above, payment_failure_ratio
 
-ORG = 'organization=~"$organization"'
 NO_FAILURE = "no payment has failed yet (the failed series appears with the first failure)"
 
 
@@ -43,9 +42,7 @@ def build() -> Board:
         "percentunit",
         [
             Q(
-                f'(sum by (organization) (rate(telltale_payments_total{{{ORG}, status="failed"}}[$__rate_interval]))'
-                f" or sum by (organization) (rate(telltale_payments_total{{{ORG}}}[$__rate_interval])) * 0)"
-                f" / sum by (organization) (rate(telltale_payments_total{{{ORG}}}[$__rate_interval]))",
+                payment_failure_ratio(),
                 "{{organization}}",
             )
         ],

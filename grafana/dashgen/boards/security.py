@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..board import Board, Q, above
-
-ORG = 'organization=~"$organization"'
+from ..board import ORG, Board, Q, above
 
 
 def build() -> Board:
